@@ -1,0 +1,57 @@
+# Zeitplan: `make demo` and `make test` each do the whole set-up on a fresh Debian 12 machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := zookeeper postgresql rabbitmq-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help setup packages venv demo test test-unit test-integration lint bench clean
+
+help:
+	@echo "make demo   - install what is missing, start the local cluster with demo jobs (Ctrl-C stops)"
+	@echo "make test   - install what is missing, run lint, type checks and the whole test suite"
+	@echo "make bench  - run the benchmarks and update bench/RESULTS.md"
+
+setup: packages venv
+
+# Debian packages, installed only when missing (a second run installs nothing).
+packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "Debian packages present: $(APT_PACKAGES)"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/schedctl dev up
+
+lint: venv
+	$(VENV)/bin/ruff check common schedulerd workerd schedctl tests bench
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,263 @@
+"""RabbitMQ adapter: the one place that imports pika.
+
+One :class:`Broker` per thread (pika connections are not thread-safe); other threads
+hand work to it with :meth:`Broker.call_threadsafe`. Publishes wait for the broker's
+confirm. pika's exceptions become :class:`common.errors.BrokerError` here.
+
+Topology (declared idempotently by every daemon at start):
+
+* ``zeitplan.runs`` (direct) → quorum queues ``zeitplan.runs.<pool>.<level>``, one per
+  worker pool and priority level (quorum queues have no message priorities);
+* ``zeitplan.retry`` (headers) → quorum queues ``zeitplan.retry.<N>s`` with a message TTL
+  of N seconds that dead-letter back to ``zeitplan.runs`` with the original routing key;
+* ``zeitplan.dead`` (fanout) → quorum queue ``zeitplan.dead``: runs out of attempts and
+  messages that cannot be parsed (run queues dead-letter rejected messages here);
+* ``zeitplan.status`` (direct) → quorum queue ``zeitplan.status``, consumed by schedulers;
+* ``zeitplan.control`` (fanout) → one exclusive queue per worker, for cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from common.errors import BrokerError
+
+RUNS = "zeitplan.runs"
+RETRY = "zeitplan.retry"
+DEAD = "zeitplan.dead"
+STATUS = "zeitplan.status"
+CONTROL = "zeitplan.control"
+LEVELS = ("high", "normal", "low")
+RETRY_TIERS = (1, 2, 5, 10, 30, 60, 300, 1800)
+# A message that keeps killing its consumer is dead-lettered after this many deliveries.
+DELIVERY_LIMIT = 20
+
+
+def level_of(priority: int) -> str:
+    """The priority level (queue) for a job priority 0-9 (9 is the most urgent)."""
+    return "high" if priority >= 7 else "normal" if priority >= 4 else "low"
+
+
+def run_queue(pool: str, level: str) -> str:
+    """Name of the run queue of one pool and priority level."""
+    return f"{RUNS}.{pool}.{level}"
+
+
+def run_routing_key(pool: str, priority: int) -> str:
+    """Routing key on the run exchange for a run of this pool and priority."""
+    return f"{pool}.{level_of(priority)}"
+
+
+def retry_tier(delay: float) -> int:
+    """The largest retry tier not longer than `delay` seconds (at least the shortest)."""
+    fitting = [tier for tier in RETRY_TIERS if tier <= delay]
+    return fitting[-1] if fitting else RETRY_TIERS[0]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message received from a queue."""
+
+    tag: int
+    body: bytes
+    queue: str
+    routing_key: str
+    redelivered: bool
+    delivery_count: int
+    headers: dict[str, Any]
+    message_id: str | None
+
+
+class Broker:
+    """One AMQP connection and channel, owned by the thread that made it."""
+
+    def __init__(self, urls: Sequence[str], *, heartbeat: int = 10, name: str = "zeitplan",
+                 connect_attempts: int = 1) -> None:
+        self._params = []
+        for url in urls:
+            params = pika.URLParameters(url)
+            params.heartbeat = heartbeat
+            params.blocked_connection_timeout = 30
+            params.connection_attempts = connect_attempts
+            params.socket_timeout = 5
+            params.client_properties = {"connection_name": name}
+            self._params.append(params)
+        self._conn: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def connect(self) -> None:
+        """Connect to the first node that answers (nodes tried in a random order)."""
+        params = list(self._params)
+        random.shuffle(params)
+        try:
+            self._conn = pika.BlockingConnection(params)
+            self._channel = self._conn.channel()
+            self._channel.confirm_delivery()
+        except pika.exceptions.AMQPError as exc:
+            self._conn = self._channel = None
+            raise BrokerError(f"cannot connect to RabbitMQ: {_describe(exc)}") from exc
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection and channel are open."""
+        return bool(self._conn and self._conn.is_open and self._channel
+                    and self._channel.is_open)
+
+    def close(self) -> None:
+        """Close the connection; never raises."""
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None and conn.is_open:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                conn.close()
+
+    # -- topology ----------------------------------------------------------------------
+    def declare_topology(self, pools: Iterable[str]) -> None:
+        """Declare every exchange and durable queue; safe to repeat."""
+        quorum = {"x-queue-type": "quorum"}
+        with self._errors("declare the topology"):
+            ch = self._ch()
+            for exchange, kind in ((RUNS, "direct"), (RETRY, "headers"), (DEAD, "fanout"),
+                                   (STATUS, "direct"), (CONTROL, "fanout")):
+                ch.exchange_declare(exchange, exchange_type=kind, durable=True)
+            ch.queue_declare(DEAD, durable=True, arguments=quorum)
+            ch.queue_bind(DEAD, DEAD)
+            ch.queue_declare(STATUS, durable=True,
+                             arguments={**quorum, "x-dead-letter-exchange": DEAD})
+            ch.queue_bind(STATUS, STATUS, routing_key=STATUS)
+            for pool in pools:
+                for level in LEVELS:
+                    queue = run_queue(pool, level)
+                    ch.queue_declare(queue, durable=True, arguments={
+                        **quorum, "x-dead-letter-exchange": DEAD,
+                        "x-delivery-limit": DELIVERY_LIMIT})
+                    ch.queue_bind(queue, RUNS, routing_key=f"{pool}.{level}")
+            for tier in RETRY_TIERS:
+                queue = f"{RETRY}.{tier}s"
+                ch.queue_declare(queue, durable=True, arguments={
+                    **quorum, "x-message-ttl": tier * 1000, "x-dead-letter-exchange": RUNS,
+                    "x-overflow": "reject-publish",
+                    "x-dead-letter-strategy": "at-least-once"})
+                ch.queue_bind(queue, RETRY, arguments={"x-match": "all", "tier": str(tier)})
+
+    def declare_control_queue(self) -> str:
+        """An exclusive queue bound to the control fanout; returns its name."""
+        with self._errors("declare the control queue"):
+            result = self._ch().queue_declare("", exclusive=True, auto_delete=True)
+            name = str(result.method.queue)
+            self._ch().queue_bind(name, CONTROL)
+            return name
+
+    # -- publishing --------------------------------------------------------------------
+    def publish(self, exchange: str, routing_key: str, body: bytes, *,
+                message_id: str | None = None, headers: dict[str, Any] | None = None) -> None:
+        """Publish one persistent message and wait for the broker's confirm."""
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json",
+                                     message_id=message_id, headers=headers or None)
+        with self._errors(f"publish to {exchange or 'the default exchange'}"):
+            self._ch().basic_publish(exchange, routing_key, body, props, mandatory=True)
+
+    # -- consuming ---------------------------------------------------------------------
+    def set_prefetch(self, count: int) -> None:
+        """At most `count` unacknowledged deliveries on this channel."""
+        with self._errors("set the prefetch"):
+            self._ch().basic_qos(prefetch_count=count)
+
+    def consume(self, queue: str, on_delivery: Callable[[Delivery], None]) -> str:
+        """Start consuming `queue` with manual acks; returns the consumer tag."""
+        def callback(_ch: Any, method: Any, props: Any, body: bytes) -> None:
+            headers = dict(props.headers or {})
+            on_delivery(Delivery(
+                tag=method.delivery_tag, body=body, queue=queue,
+                routing_key=method.routing_key, redelivered=bool(method.redelivered),
+                delivery_count=int(headers.get("x-delivery-count", 0) or 0),
+                headers=headers, message_id=props.message_id))
+        with self._errors(f"consume {queue}"):
+            return str(self._ch().basic_consume(queue, callback, auto_ack=False))
+
+    def cancel_consumers(self) -> None:
+        """Stop receiving new deliveries (unacked ones stay with us until acked or closed)."""
+        with self._errors("cancel the consumers"):
+            for tag in list(self._ch().consumer_tags):
+                self._ch().basic_cancel(tag)
+
+    def get(self, queue: str) -> Delivery | None:
+        """Fetch one message from `queue` without a consumer (tests and tools)."""
+        with self._errors(f"get from {queue}"):
+            method, props, body = self._ch().basic_get(queue, auto_ack=False)
+            if method is None:
+                return None
+            headers = dict(props.headers or {})
+            return Delivery(method.delivery_tag, body, queue, method.routing_key,
+                            bool(method.redelivered),
+                            int(headers.get("x-delivery-count", 0) or 0), headers,
+                            props.message_id)
+
+    def ack(self, tag: int, *, multiple: bool = False) -> None:
+        """Acknowledge a delivery (and, with `multiple`, every earlier one)."""
+        with self._errors("ack"):
+            self._ch().basic_ack(tag, multiple=multiple)
+
+    def reject(self, tag: int, *, requeue: bool) -> None:
+        """Reject a delivery: requeue it, or dead-letter it."""
+        with self._errors("reject"):
+            self._ch().basic_reject(tag, requeue=requeue)
+
+    def process(self, time_limit: float) -> None:
+        """Run pika's I/O loop for up to `time_limit` seconds, invoking callbacks."""
+        with self._errors("process broker events"):
+            assert self._conn is not None
+            self._conn.process_data_events(time_limit=time_limit)
+
+    def call_threadsafe(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on this broker's own thread, inside its next :meth:`process`."""
+        with self._errors("hand work to the broker thread"):
+            assert self._conn is not None
+            self._conn.add_callback_threadsafe(fn)
+
+    def purge(self, queue: str) -> int:
+        """Drop every message of `queue` (tests and tools); returns how many."""
+        with self._errors(f"purge {queue}"):
+            return int(self._ch().queue_purge(queue).method.message_count)
+
+    def message_count(self, queue: str) -> int:
+        """Ready messages in `queue` (not counting unacknowledged ones)."""
+        with self._errors(f"inspect {queue}"):
+            return int(self._ch().queue_declare(queue, passive=True).method.message_count)
+
+    # -- internals ---------------------------------------------------------------------
+    def _ch(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            raise BrokerError("not connected to RabbitMQ")
+        return self._channel
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn pika's exceptions into BrokerError (closing a broken connection)."""
+        try:
+            yield
+        except BrokerError:
+            raise
+        except (pika.exceptions.AMQPError, OSError, AssertionError) as exc:
+            if not isinstance(exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
+                self.close()
+            raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pika.exceptions.UnroutableError):
+        return "message unroutable (no queue bound for it)"
+    if isinstance(exc, pika.exceptions.NackError):
+        return "message refused by the broker (nack)"
+    text = str(exc) or repr(exc)
+    return text.splitlines()[0][:300]
+

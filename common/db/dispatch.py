@@ -1,0 +1,149 @@
+"""The leader's queries: materialise fire times, claim due runs, find lost work.
+
+Batch statements (unnest of arrays) keep a round trip per batch, not per run. Every
+function runs inside the caller's transaction, which the caller fences first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from common.db import Connection
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A fire time to record: to be dispatched (`state` scheduled) or skipped."""
+
+    job_id: int
+    scheduled_for: datetime
+    due_at: datetime
+    priority: int
+    pool: str
+    state: str = "scheduled"
+    reason: str | None = None
+
+
+def due_jobs(conn: Connection, horizon: datetime, limit: int) -> list[dict[str, Any]]:
+    """Active jobs with a fire time up to `horizon`, locked for this transaction."""
+    return conn.execute(
+        "SELECT * FROM jobs WHERE state = 'active' AND next_fire_at <= %s "
+        "ORDER BY next_fire_at LIMIT %s FOR UPDATE SKIP LOCKED", (horizon, limit)).fetchall()
+
+
+def record_fires(conn: Connection, runs: Sequence[NewRun], epoch: int) -> int:
+    """Insert runs; a fire time that already has a run is left alone. Returns rows added."""
+    if not runs:
+        return 0
+    cur = conn.execute(
+        "INSERT INTO runs (job_id, scheduled_for, due_at, priority, pool, state, reason, epoch,"
+        " finished_at) "
+        "SELECT j, s, d, p, pl, st, r, %s, CASE WHEN st = 'skipped' THEN now() END FROM unnest("
+        "%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::smallint[], %s::text[],"
+        " %s::text[], %s::text[]) AS t(j, s, d, p, pl, st, r) "
+        "ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+        (epoch, [r.job_id for r in runs], [r.scheduled_for for r in runs],
+         [r.due_at for r in runs], [r.priority for r in runs], [r.pool for r in runs],
+         [r.state for r in runs], [r.reason for r in runs]))
+    return cur.rowcount
+
+
+def advance_jobs(conn: Connection, cursors: Sequence[tuple[int, datetime | None]]) -> None:
+    """Move each job's fire cursor; a job with no fire left becomes completed."""
+    if not cursors:
+        return
+    conn.execute(
+        "UPDATE jobs SET next_fire_at = t.n, "
+        "state = CASE WHEN t.n IS NULL THEN 'completed' ELSE state END, updated_at = now() "
+        "FROM unnest(%s::bigint[], %s::timestamptz[]) AS t(id, n) WHERE jobs.id = t.id",
+        ([c[0] for c in cursors], [c[1] for c in cursors]))
+
+
+def pending(conn: Connection, horizon: datetime, limit: int) -> list[dict[str, Any]]:
+    """Runs waiting for dispatch, due up to `horizon` (id, due_at, priority)."""
+    return conn.execute(
+        "SELECT id, due_at, priority FROM runs WHERE state = 'scheduled' AND due_at <= %s "
+        "ORDER BY due_at LIMIT %s", (horizon, limit)).fetchall()
+
+
+_RUN_FIELDS = (
+    "r.id AS run_id, r.job_id, r.scheduled_for, r.attempt, r.pool, r.priority, "
+    "j.job_type, j.payload, j.max_attempts, j.timeout_s, j.concurrency, j.start_deadline_s, "
+    "j.backoff_base_s, j.backoff_factor, j.backoff_cap_s, j.backoff_jitter")
+
+
+def skip_undispatchable(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Record as skipped those of `ids` whose job is paused or cancelled (manual runs of a
+    paused job still run) or whose start deadline passed. Returns (id, reason) rows."""
+    return conn.execute(
+        "UPDATE runs r SET state = 'skipped', finished_at = now(), updated_at = now(), "
+        "reason = CASE WHEN j.state = 'cancelled' THEN 'job cancelled' "
+        "  WHEN j.state = 'paused' AND r.trigger = 'schedule' THEN 'job paused' "
+        "  ELSE format('start deadline missed: due %%s, deadline %%s s', r.due_at, "
+        "              j.start_deadline_s) END "
+        "FROM jobs j WHERE r.id = ANY(%s) AND r.state = 'scheduled' AND j.id = r.job_id AND ("
+        "  j.state = 'cancelled' OR (j.state = 'paused' AND r.trigger = 'schedule') OR "
+        "  (j.start_deadline_s IS NOT NULL AND "
+        "   r.due_at + make_interval(secs => j.start_deadline_s) < now())) "
+        "RETURNING r.id, r.reason", (list(ids),)).fetchall()
+
+
+def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[str, Any]]:
+    """Claim scheduled runs for dispatch as attempt 1; returns what a run message needs."""
+    return conn.execute(
+        "UPDATE runs r SET state = 'queued', attempt = 1, queued_at = now(), epoch = %s, "
+        "updated_at = now() FROM jobs j WHERE r.id = ANY(%s) AND r.state = 'scheduled' "
+        f"AND j.id = r.job_id RETURNING {_RUN_FIELDS}, r.epoch",
+        (epoch, list(ids))).fetchall()
+
+
+def stale_running(conn: Connection, older_than: datetime, limit: int) -> list[dict[str, Any]]:
+    """Running runs whose worker stopped heartbeating, locked for this transaction."""
+    return conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.state = 'running' AND r.heartbeat_at < %s "
+        "ORDER BY r.heartbeat_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
+        (older_than, limit)).fetchall()
+
+
+def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str) -> None:
+    """Give stale runs their next attempt (the caller publishes them)."""
+    if ids:
+        conn.execute(
+            "UPDATE runs SET state = 'queued', attempt = attempt + 1, queued_at = now(), "
+            "epoch = %s, error = %s, worker = NULL, started_at = NULL, heartbeat_at = NULL, "
+            "updated_at = now() WHERE id = ANY(%s)", (epoch, error, list(ids)))
+
+
+def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
+    """Mark runs dead (no attempts left)."""
+    if ids:
+        conn.execute(
+            "UPDATE runs SET state = 'dead', reason = %s, finished_at = now(), updated_at = now()"
+            " WHERE id = ANY(%s)", (reason, list(ids)))
+
+
+def orphans(conn: Connection, epoch: int, batch_at: datetime) -> list[dict[str, Any]]:
+    """Runs of a former term's last dispatch batch that are still queued: their publish
+    may not have been confirmed before that leader died."""
+    return conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.epoch FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.state = 'queued' AND r.epoch = %s AND r.queued_at = %s "
+        "FOR UPDATE OF r SKIP LOCKED", (epoch, batch_at)).fetchall()
+
+
+def restamp(conn: Connection, ids: Sequence[int], epoch: int) -> None:
+    """Take over queued runs into this term (after re-publishing them)."""
+    if ids:
+        conn.execute("UPDATE runs SET epoch = %s, queued_at = now(), updated_at = now() "
+                     "WHERE id = ANY(%s)", (epoch, list(ids)))
+
+
+def claimed_runs(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
+    """What a run message needs, for runs already claimed (locks them)."""
+    return conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.epoch, r.state FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.id = ANY(%s) FOR UPDATE OF r", (list(ids),)).fetchall()

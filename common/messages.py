@@ -1,0 +1,223 @@
+"""Versioned JSON messages between schedulers and workers, checked on both ends.
+
+Every message is a JSON object with ``v`` (the schema version) and ``type``. A message
+that does not match its schema raises :class:`common.errors.MessageError`; the receiver
+dead-letters it instead of guessing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import MISSING, asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from common.errors import MessageError
+from common.states import RunState
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """One attempt of one run, for a worker to execute."""
+
+    run_id: int
+    job_id: int
+    scheduled_for: datetime
+    attempt: int
+    max_attempts: int
+    job_type: str
+    payload: dict[str, Any]
+    pool: str
+    priority: int
+    concurrency: str
+    timeout_s: float | None
+    backoff: dict[str, float]
+    epoch: int
+    start_deadline: datetime | None = None
+    not_before: datetime | None = None
+    type: str = field(default="run", init=False)
+
+    @property
+    def attempt_id(self) -> str:
+        """The message id: one per (run, attempt)."""
+        return f"{self.run_id}.{self.attempt}"
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """A state change of one attempt, reported by a worker (or the leader)."""
+
+    run_id: int
+    attempt: int
+    state: RunState
+    at: datetime
+    worker: str | None = None
+    started_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    reason: str | None = None
+    type: str = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class HeartbeatMessage:
+    """A worker is alive and executing these (run_id, attempt) pairs."""
+
+    worker: str
+    at: datetime
+    runs: tuple[tuple[int, int], ...]
+    type: str = field(default="heartbeat", init=False)
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    """A chunk of a run's output."""
+
+    run_id: int
+    attempt: int
+    stream: str
+    seq: int
+    data: bytes
+    type: str = field(default="log", init=False)
+
+
+@dataclass(frozen=True)
+class RedeliveredMessage:
+    """A worker received a run message again (its earlier consumer died or gave it back);
+    the schedulers decide from the database whether that attempt had started."""
+
+    run_id: int
+    attempt: int
+    worker: str
+    at: datetime
+    type: str = field(default="redelivered", init=False)
+
+
+@dataclass(frozen=True)
+class CancelMessage:
+    """Stop a run (or every running attempt of a job) now."""
+
+    run_id: int | None
+    job_id: int | None
+    reason: str = "cancelled"
+    type: str = field(default="cancel", init=False)
+
+
+StatusQueueMessage = StatusMessage | HeartbeatMessage | LogMessage | RedeliveredMessage
+Message = RunMessage | CancelMessage | StatusQueueMessage
+_TYPES: dict[str, type[Any]] = {
+    "run": RunMessage, "status": StatusMessage, "heartbeat": HeartbeatMessage,
+    "log": LogMessage, "cancel": CancelMessage, "redelivered": RedeliveredMessage,
+}
+_DATETIMES = {"scheduled_for", "start_deadline", "not_before", "at", "started_at"}
+
+
+def encode(message: Message) -> bytes:
+    """The wire form of one message."""
+    body = asdict(message)
+    for key, value in body.items():
+        if isinstance(value, datetime):
+            body[key] = value.isoformat()
+        elif isinstance(value, bytes):
+            body[key] = base64.b64encode(value).decode("ascii")
+    body["v"] = VERSION
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_batch(messages: list[StatusQueueMessage]) -> bytes:
+    """Several status-queue messages in one body (a JSON list)."""
+    return b"[" + b",".join(encode(m) for m in messages) + b"]"
+
+
+def decode(body: bytes) -> Message:
+    """Parse and check one message; MessageError says what is wrong."""
+    return _decode_obj(_load(body))
+
+
+def decode_batch(body: bytes) -> list[Message]:
+    """Parse a body holding one message or a JSON list of them."""
+    data = _load(body)
+    items = data if isinstance(data, list) else [data]
+    return [_decode_obj(item) for item in items]
+
+
+def _load(body: bytes) -> Any:
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+
+
+def _decode_obj(data: Any) -> Message:
+    if not isinstance(data, dict):
+        raise MessageError("a message must be a JSON object")
+    if data.get("v") != VERSION:
+        raise MessageError(f"unsupported message version {data.get('v')!r}")
+    cls = _TYPES.get(str(data.get("type")))
+    if cls is None:
+        raise MessageError(f"unknown message type {data.get('type')!r}")
+    kwargs: dict[str, Any] = {}
+    for name, spec in cls.__dataclass_fields__.items():
+        if not spec.init:
+            continue
+        if name not in data:
+            if spec.default is not MISSING or spec.default_factory is not MISSING:
+                continue
+            raise MessageError(f"{cls.__name__}: missing field '{name}'")
+        kwargs[name] = _convert(cls, name, data[name])
+    try:
+        return cls(**kwargs)  # type: ignore[no-any-return]
+    except TypeError as exc:
+        raise MessageError(f"{cls.__name__}: {exc}") from None
+
+
+_INT_FIELDS = {"run_id", "job_id", "attempt", "max_attempts", "priority", "epoch", "seq",
+               "exit_code"}
+
+
+def _convert(cls: type[Any], name: str, value: Any) -> Any:
+    where = f"{cls.__name__}.{name}"
+    if value is None:
+        return None
+    if name in _DATETIMES:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise MessageError(f"{where}: not an ISO 8601 time: {value!r}") from None
+        if parsed.tzinfo is None:
+            raise MessageError(f"{where}: time without an offset: {value!r}")
+        return parsed
+    if name in _INT_FIELDS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MessageError(f"{where}: must be an integer, not {value!r}")
+        return value
+    if name == "state":
+        try:
+            return RunState(value)
+        except ValueError:
+            raise MessageError(f"{where}: unknown state {value!r}") from None
+    if name == "data":
+        try:
+            return base64.b64decode(value, validate=True)
+        except (TypeError, ValueError):
+            raise MessageError(f"{where}: not base64") from None
+    if name == "runs":
+        if not isinstance(value, list) or not all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) for i in p)
+                for p in value):
+            raise MessageError(f"{where}: must be a list of [run_id, attempt] pairs")
+        return tuple((p[0], p[1]) for p in value)
+    if name in ("payload", "backoff") and not isinstance(value, dict):
+        raise MessageError(f"{where}: must be an object")
+    if name in ("job_type", "pool", "concurrency", "worker", "error", "reason", "stream") \
+            and not isinstance(value, str):
+        raise MessageError(f"{where}: must be a string")
+    if name == "timeout_s" and not isinstance(value, int | float):
+        raise MessageError(f"{where}: must be a number")
+    return value

@@ -1,0 +1,1 @@
+"""The scheduler daemon: leader election, materialisation, dispatch and status intake."""

@@ -1,0 +1,58 @@
+"""schedulerd's configuration (see configs/schedulerd.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.config import required
+from common.sections import BrokerSection, HttpSection, LogSection, NodeSection, ZooKeeperSection
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    """PostgreSQL: a libpq DSN; list every host with target_session_attrs=read-write."""
+
+    dsn: str = required()
+    pool_size: int = 4
+
+
+@dataclass(frozen=True)
+class LeaderSection:
+    """The leader's timing and batch sizes."""
+
+    lookahead: float = 5.0          # materialise fire times this far ahead (seconds)
+    poll_interval: float = 0.5      # longest sleep between cycles
+    batch: int = 500                # runs per dispatch transaction
+    stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
+    orphan_grace: float = 10.0      # wait before re-publishing a dead leader's last batch
+    pools: tuple[str, ...] = ("default",)
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.lookahead <= 300:
+            raise ValueError("'leader.lookahead' must be between 0.5 and 300 seconds")
+        if not 0.01 <= self.poll_interval <= 10:
+            raise ValueError("'leader.poll_interval' must be between 0.01 and 10 seconds")
+        if self.batch < 1 or self.stale_after <= 0 or self.orphan_grace < 0:
+            raise ValueError("'leader.batch', 'stale_after' must be positive")
+
+
+@dataclass(frozen=True)
+class StatusSection:
+    """The status consumer."""
+
+    batch: int = 500
+    flush_interval: float = 0.05
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Everything schedulerd reads at start."""
+
+    node: NodeSection = field(default_factory=NodeSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    zookeeper: ZooKeeperSection = field(default_factory=ZooKeeperSection)
+    broker: BrokerSection = field(default_factory=BrokerSection)
+    leader: LeaderSection = field(default_factory=LeaderSection)
+    status: StatusSection = field(default_factory=StatusSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    log: LogSection = field(default_factory=LogSection)

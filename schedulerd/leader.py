@@ -1,0 +1,240 @@
+"""One leadership term: claim the epoch, then materialise, dispatch and recover.
+
+Each term starts with a new epoch from ZooKeeper recorded in PostgreSQL; every write of
+the term checks it (fencing), and every publish first checks the ZooKeeper lease, so a
+paused or partitioned leader neither writes nor publishes once deposed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from common.broker import Broker
+from common.db import Database
+from common.db import dispatch as q
+from common.db import epoch as epochs
+from common.errors import BrokerError, FencedOut
+from common.messages import RunMessage
+from common.zk import Coordinator
+from schedulerd import metrics
+from schedulerd.config import SchedulerConfig
+from schedulerd.planner import TimerHeap, materialise, run_message
+from schedulerd.publisher import RunPublisher
+
+log = structlog.get_logger()
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Term:
+    """The leader's state for one term; `run()` returns when the term ends."""
+
+    def __init__(self, config: SchedulerConfig, db: Database, coord: Coordinator,
+                 should_stop: Callable[[], bool], on_cycle: Callable[[str], None]) -> None:
+        self.cfg = config.leader
+        self.config = config
+        self.db = db
+        self.coord = coord
+        self.should_stop = should_stop
+        self.on_cycle = on_cycle
+        self.heap = TimerHeap()
+        self.unpublished: list[RunMessage] = []
+        self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
+                             name=f"schedulerd-leader-{config.node.name}")
+        self.publisher = RunPublisher(self.broker, self.cfg.pools)
+        self.epoch = 0
+        self.losses = coord.losses
+        self.next_stale_check = 0.0
+        self.orphan_check: tuple[float, int, datetime] | None = None
+        self.published = 0
+
+    # -- the term ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Lead until stopped, deposed or the ZooKeeper session is lost."""
+        self.epoch = self.coord.new_epoch()
+        try:
+            with self.db.transaction() as conn:
+                before = epochs.claim(conn, self.epoch, self.config.node.name)
+        except FencedOut as exc:
+            log.warning("leader_claim_refused", error=str(exc))
+            return
+        if before.last_dispatch_at is not None:
+            self.orphan_check = (time.monotonic() + self.cfg.orphan_grace, before.epoch,
+                                 before.last_dispatch_at)
+        metrics.IS_LEADER.set(1)
+        metrics.EPOCH.set(self.epoch)
+        log.info("leader_elected", epoch=self.epoch, previous_epoch=before.epoch,
+                 previous_leader=before.leader)
+        try:
+            while not self.should_stop() and self.coord.losses == self.losses:
+                self.on_cycle(self.cycle())
+                time.sleep(self._sleep_for())
+            if not self.should_stop():
+                log.warning("leader_session_lost", epoch=self.epoch)
+            else:
+                self._flush_unpublished()
+        except FencedOut as exc:
+            log.warning("leader_fenced", epoch=self.epoch, error=str(exc))
+        finally:
+            metrics.IS_LEADER.set(0)
+            metrics.TIMER_HEAP.set(0)
+            self.broker.close()
+            log.info("leader_resigned", epoch=self.epoch, published=self.published)
+
+    def may_act(self) -> bool:
+        """The lease holds: connected to ZooKeeper with a recent round trip."""
+        return self.coord.lease_valid() or self.coord.touch()
+
+    def cycle(self) -> str:
+        """One pass; returns the line that describes it."""
+        if not self.may_act():
+            return "leader: ZooKeeper unreachable, holding dispatch"
+        if not self._ensure_broker():
+            return "leader: RabbitMQ unreachable, holding dispatch"
+        now = utcnow()
+        horizon = now + timedelta(seconds=self.cfg.lookahead)
+        if not self._flush_unpublished():
+            return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
+        recorded = self._materialise(now, horizon)
+        self._refill(horizon)
+        published = self._dispatch_due()
+        recovered = self._recover()
+        metrics.TIMER_HEAP.set(len(self.heap))
+        nxt = self.heap.next_due()
+        wake = f"{max(0.0, (nxt - utcnow()).total_seconds()):.2f} s" if nxt else "idle"
+        return (f"leader: epoch {self.epoch}, recorded {recorded}, published {published}, "
+                f"recovered {recovered}, holding {len(self.heap)}, next due in {wake}")
+
+    def _sleep_for(self) -> float:
+        nxt = self.heap.next_due()
+        if nxt is None:
+            return self.cfg.poll_interval
+        return max(0.0, min(self.cfg.poll_interval, (nxt - utcnow()).total_seconds()))
+
+    # -- steps ---------------------------------------------------------------------------
+    def _materialise(self, now: datetime, horizon: datetime) -> int:
+        total = 0
+        while True:
+            with self.db.transaction() as conn:
+                epochs.check(conn, self.epoch)
+                jobs = q.due_jobs(conn, horizon, self.cfg.batch)
+                plan = materialise(jobs, now=now, horizon=horizon)
+                added = q.record_fires(conn, plan.runs, self.epoch)
+                q.advance_jobs(conn, plan.cursors)
+            skipped = sum(1 for r in plan.runs if r.state == "skipped")
+            metrics.MATERIALISED.inc(len(plan.runs) - skipped)
+            metrics.SKIPPED.inc(skipped)
+            if plan.unrecorded_skips:
+                log.warning("misfires_not_recorded", count=plan.unrecorded_skips)
+            total += added
+            if len(jobs) < self.cfg.batch:
+                return total
+
+    def _refill(self, horizon: datetime) -> None:
+        with self.db.transaction() as conn:
+            rows = q.pending(conn, horizon, self.cfg.batch * 10)
+        for row in rows:
+            self.heap.add(row["id"], row["due_at"], row["priority"])
+
+    def _dispatch_due(self) -> int:
+        published = 0
+        while self.may_act():
+            ids = self.heap.pop_due(utcnow(), self.cfg.batch)
+            if not ids:
+                break
+            with self.db.transaction() as conn:
+                epochs.note_dispatch(conn, self.epoch)
+                skipped = q.skip_undispatchable(conn, ids)
+                gone = {row["id"] for row in skipped}
+                rows = q.mark_queued(conn, [i for i in ids if i not in gone], self.epoch)
+            metrics.SKIPPED.inc(len(skipped))
+            order = {run_id: n for n, run_id in enumerate(ids)}
+            rows.sort(key=lambda r: order[r["run_id"]])
+            self.unpublished.extend(run_message(row) for row in rows)
+            published += len(rows)
+            if not self._flush_unpublished():
+                break
+        return published
+
+    def _flush_unpublished(self) -> bool:
+        """Publish what this term claimed; False if something is left (broker or lease)."""
+        while self.unpublished:
+            if not self.may_act():
+                return False
+            message = self.unpublished[0]
+            try:
+                self.publisher.run(message)
+                self.published += 1
+            except BrokerError as exc:
+                log.warning("publish_failed", run_id=message.run_id, error=str(exc))
+                self.broker.close()
+                return False
+            self.unpublished.pop(0)
+        return True
+
+    def _recover(self) -> int:
+        """Re-dispatch attempts whose worker died, and a dead leader's unconfirmed batch."""
+        count = 0
+        if time.monotonic() >= self.next_stale_check:
+            self.next_stale_check = time.monotonic() + min(5.0, self.cfg.stale_after / 4)
+            count += self._requeue_stale()
+        if self.orphan_check and time.monotonic() >= self.orphan_check[0]:
+            _, old_epoch, batch_at = self.orphan_check
+            self.orphan_check = None
+            with self.db.transaction() as conn:
+                epochs.note_dispatch(conn, self.epoch)
+                rows = q.orphans(conn, old_epoch, batch_at)
+                q.restamp(conn, [r["run_id"] for r in rows], self.epoch)
+            for row in rows:
+                row["epoch"] = self.epoch
+            self.unpublished.extend(run_message(r) for r in rows)
+            metrics.REDISPATCHED.labels("leader_lost").inc(len(rows))
+            if rows:
+                log.warning("orphans_republished", count=len(rows), old_epoch=old_epoch)
+            count += len(rows)
+            self._flush_unpublished()
+        return count
+
+    def _requeue_stale(self) -> int:
+        older = utcnow() - timedelta(seconds=self.cfg.stale_after)
+        with self.db.transaction() as conn:
+            epochs.note_dispatch(conn, self.epoch)
+            rows = q.stale_running(conn, older, self.cfg.batch)
+            retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
+            dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
+            q.requeue(conn, [r["run_id"] for r in retry], self.epoch, "worker lost")
+            q.bury(conn, [r["run_id"] for r in dead], "worker lost; no attempts left")
+        for row in retry:
+            row.update(attempt=row["attempt"] + 1, epoch=self.epoch)
+            log.warning("worker_lost", run_id=row["run_id"], worker=row["worker"],
+                        next_attempt=row["attempt"])
+        self.unpublished.extend(run_message(r) for r in retry)
+        for row in dead:
+            self._bury(row)
+        metrics.REDISPATCHED.labels("worker_lost").inc(len(retry))
+        return len(rows)
+
+    def _bury(self, row: dict[str, Any]) -> None:
+        try:
+            self.publisher.dead(run_message({**row, "epoch": self.epoch}),
+                                "worker lost; no attempts left")
+        except BrokerError as exc:
+            log.warning("dead_letter_publish_failed", run_id=row["run_id"], error=str(exc))
+
+    def _ensure_broker(self) -> bool:
+        if self.broker.connected:
+            return True
+        try:
+            self.publisher.connect()
+            return True
+        except BrokerError as exc:
+            log.warning("broker_unavailable", error=str(exc))
+            return False

@@ -1,0 +1,129 @@
+"""schedulerd: serve health and metrics, consume status events, and lead when elected."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+import structlog
+
+from common import logs
+from common.cli import load_or_exit
+from common.daemon import Lifecycle, guarded, sd_notify
+from common.db import Database
+from common.errors import CoordinationError
+from common.httpd import HttpServer, health_route, metrics_route
+from common.zk import Coordinator
+from schedulerd.config import SchedulerConfig
+from schedulerd.leader import Term
+from schedulerd.status_consumer import StatusConsumer
+
+log = structlog.get_logger()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `schedulerd` command."""
+    parser = argparse.ArgumentParser(prog="schedulerd", description=__doc__)
+    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the config and exit (0: valid, 2: invalid)")
+    args = parser.parse_args(argv)
+    config = load_or_exit(SchedulerConfig, args.config, "schedulerd")
+    if args.check_config:
+        print(f"schedulerd: config {args.config or '<defaults>'} is valid")
+        return
+    logs.configure(config.log.level, config.log.format)
+    Scheduler(config).serve()
+
+
+class Scheduler:
+    """One schedulerd process."""
+
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.life = Lifecycle("schedulerd")
+        self.role = "starting"
+        self.db = Database(config.database.dsn, max_size=config.database.pool_size,
+                           name=f"schedulerd-{config.node.name}")
+        self.coord = Coordinator(config.zookeeper.hosts, root=config.zookeeper.root,
+                                 session_timeout=config.zookeeper.session_timeout,
+                                 name=config.node.name)
+        self.http = HttpServer(config.http.address, {
+            "/health": health_route(self.life.health, self._details),
+            "/metrics": metrics_route})
+
+    def _details(self) -> dict[str, object]:
+        return {"node": self.config.node.name, "role": self.role, "pid": _pid()}
+
+    def serve(self) -> None:
+        """Run until SIGTERM: start, contend for leadership, shut down in order."""
+        self.life.install_signals()
+        self.http.start()
+        log.info("schedulerd_starting", node=self.config.node.name, http_port=self.http.port)
+        try:
+            self._connect_zookeeper()
+            if self.life.stopping.is_set():
+                return
+            consumer = StatusConsumer(self.config, self.db, self.life.stopping.is_set,
+                                      self._beat)
+            threading.Thread(target=guarded(consumer.run), daemon=True,
+                             name="status-consumer").start()
+            self.coord.register("schedulers", {"http_port": self.http.port, "pid": _pid()})
+            self.life.ready_reason = None
+            self.role = "standby"
+            sd_notify("READY=1", "STATUS=standby")
+            log.info("schedulerd_ready", node=self.config.node.name, http_port=self.http.port)
+            while not self.life.stopping.is_set():
+                try:
+                    self.coord.contend(self._lead, self.life.stopping)
+                except CoordinationError as exc:
+                    log.warning("election_failed", error=str(exc))
+                    self.life.sleep(1.0)
+        finally:
+            sd_notify("STOPPING=1")
+            log.info("schedulerd_stopping", node=self.config.node.name)
+            self.coord.stop()
+            self.http.stop()
+            self.db.close()
+
+    def _connect_zookeeper(self) -> None:
+        delay = 0.5
+        while not self.life.stopping.is_set():
+            try:
+                self.coord.start()
+                return
+            except CoordinationError as exc:
+                self.life.ready_reason = "ZooKeeper unreachable"
+                log.warning("zookeeper_unreachable", error=str(exc), retry_in=delay)
+                self.life.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _lead(self) -> None:
+        self.role = "leader"
+        sd_notify("STATUS=leader")
+        try:
+            Term(self.config, self.db, self.coord, self.life.stopping.is_set,
+                 self._leader_cycle).run()
+        finally:
+            self.role = "standby"
+            sd_notify("STATUS=standby")
+
+    def _leader_cycle(self, line: str) -> None:
+        self.life.status_line = line
+        self._beat()
+        log.debug("leader_cycle", summary=line)
+
+    def _beat(self) -> None:
+        self.life.last_cycle = time.monotonic()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+if __name__ == "__main__":
+    main()

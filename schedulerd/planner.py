@@ -1,0 +1,113 @@
+"""The leader's pure decisions: which fire times to record, and the messages to publish."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from common.db.dispatch import NewRun
+from common.jobs import schedule_of
+from common.messages import RunMessage
+from common.schedule import MisfirePolicy, jitter, plan_fires
+
+
+@dataclass(frozen=True)
+class Materialisation:
+    """Runs to record and each job's new fire cursor."""
+
+    runs: list[NewRun]
+    cursors: list[tuple[int, datetime | None]]
+    unrecorded_skips: int
+
+
+def materialise(jobs: Iterable[dict[str, Any]], *, now: datetime,
+                horizon: datetime) -> Materialisation:
+    """Plan every due job's fire times up to `horizon` under its misfire policy."""
+    runs: list[NewRun] = []
+    cursors: list[tuple[int, datetime | None]] = []
+    unrecorded = 0
+    for job in jobs:
+        plan = plan_fires(
+            schedule_of(job), job["next_fire_at"], now=now, horizon=horizon,
+            misfire=MisfirePolicy(mode=job["misfire"],
+                                  grace=timedelta(seconds=job["misfire_grace_s"])))
+        spread = timedelta(seconds=job["jitter_s"])
+        for fire in plan.fire:
+            due = fire + jitter(job["id"], fire, spread) if job["jitter_s"] else fire
+            runs.append(NewRun(job["id"], fire, due, job["priority"], job["pool"]))
+        for fire, reason in plan.skipped:
+            runs.append(NewRun(job["id"], fire, fire, job["priority"], job["pool"],
+                               state="skipped", reason=reason))
+        unrecorded += plan.skipped_unrecorded
+        cursors.append((job["id"], plan.next_fire_at))
+    return Materialisation(runs, cursors, unrecorded)
+
+
+def run_message(row: dict[str, Any]) -> RunMessage:
+    """The message for one claimed run (a row of common.db.dispatch's run fields)."""
+    deadline = (row["scheduled_for"] + timedelta(seconds=row["start_deadline_s"])
+                if row["start_deadline_s"] else None)
+    return RunMessage(
+        run_id=row["run_id"], job_id=row["job_id"], scheduled_for=row["scheduled_for"],
+        attempt=row["attempt"], max_attempts=row["max_attempts"], job_type=row["job_type"],
+        payload=row["payload"], pool=row["pool"], priority=row["priority"],
+        concurrency=row["concurrency"], timeout_s=row["timeout_s"],
+        backoff={"base": row["backoff_base_s"], "factor": row["backoff_factor"],
+                 "cap": row["backoff_cap_s"], "jitter": row["backoff_jitter"]},
+        epoch=row["epoch"], start_deadline=deadline)
+
+
+class TimerHeap:
+    """Runs waiting for their due time; pops due ones most urgent first."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, int]] = []
+        self._ids: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, run_id: int, due_at: datetime, priority: int) -> None:
+        """Hold a run until `due_at` (a run already held is ignored)."""
+        if run_id not in self._ids:
+            self._ids.add(run_id)
+            heapq.heappush(self._heap, (due_at, -priority, run_id))
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time held."""
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: datetime, limit: int) -> list[int]:
+        """Up to `limit` run ids due at `now`, higher priority first, then earlier due."""
+        due: list[tuple[int, datetime, int]] = []
+        while self._heap and self._heap[0][0] <= now and len(due) < limit:
+            due_at, neg_priority, run_id = heapq.heappop(self._heap)
+            self._ids.discard(run_id)
+            due.append((neg_priority, due_at, run_id))
+        return [run_id for _, _, run_id in sorted(due)]
+
+    def clear(self) -> None:
+        """Forget everything (a new term reloads from the database)."""
+        self._heap.clear()
+        self._ids.clear()
+
+
+def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts: int) -> str:
+    """What to do when a worker reports that attempt `reported_attempt` came back to a queue.
+
+    ``republish``: it never started, send the same attempt again; ``retry``: it started and
+    its worker is gone, send the next attempt; ``bury``: the same, with no attempts left;
+    ``ignore``: the database has moved on (a stale or duplicate report).
+    """
+    if reported_attempt != run_attempt:
+        return "ignore"
+    if state == "queued":
+        return "republish"
+    # A retry message may have been lost with the worker's connection: send the next
+    # attempt (at least once) rather than leave the run waiting for nothing.
+    if state in ("running", "failed", "timed_out", "retrying"):
+        return "retry" if run_attempt < max_attempts else "bury"
+    return "ignore"

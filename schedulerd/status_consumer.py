@@ -1,0 +1,152 @@
+"""Every scheduler node consumes the status queue into PostgreSQL, in batches.
+
+A batch is acknowledged only after its transaction commits; a replayed batch changes
+nothing (events are applied forward-only, logs and attempts are upserts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from common import broker as topo
+from common.broker import Broker, Delivery
+from common.db import Connection, Database
+from common.db import dispatch as q
+from common.db import status as store
+from common.errors import BrokerError, DatabaseError, MessageError
+from common.messages import (
+    HeartbeatMessage,
+    LogMessage,
+    RedeliveredMessage,
+    StatusMessage,
+    decode_batch,
+)
+from schedulerd import metrics
+from schedulerd.config import SchedulerConfig
+from schedulerd.planner import redelivery, run_message
+from schedulerd.publisher import RunPublisher
+
+log = structlog.get_logger()
+
+
+class StatusConsumer:
+    """Consumes `zeitplan.status` on its own thread and connection."""
+
+    def __init__(self, config: SchedulerConfig, db: Database,
+                 should_stop: Callable[[], bool], on_cycle: Callable[[], None]) -> None:
+        self.cfg = config.status
+        self.db = db
+        self.should_stop = should_stop
+        self.on_cycle = on_cycle
+        self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
+                             name=f"schedulerd-status-{config.node.name}")
+        self.publisher = RunPublisher(self.broker, config.leader.pools)
+        self.pending: list[Delivery] = []
+
+    def run(self) -> None:
+        """Consume until stopped, reconnecting with backoff."""
+        delay = 0.2
+        while not self.should_stop():
+            try:
+                self._connect()
+                delay = 0.2
+                self._consume()
+            except (BrokerError, DatabaseError) as exc:
+                log.warning("status_consumer_retrying", error=str(exc), retry_in=delay)
+                self.broker.close()
+                self.pending.clear()  # unacked deliveries come back from the broker
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.broker.close()
+
+    def _connect(self) -> None:
+        self.publisher.connect()
+        self.broker.set_prefetch(self.cfg.batch * 2)
+        self.broker.consume(topo.STATUS, self._receive)
+
+    def _receive(self, delivery: Delivery) -> None:
+        self.pending.append(delivery)
+
+    def _consume(self) -> None:
+        last_flush = time.monotonic()
+        while not self.should_stop():
+            self.broker.process(self.cfg.flush_interval)
+            self.on_cycle()
+            due = time.monotonic() - last_flush >= self.cfg.flush_interval
+            if self.pending and (len(self.pending) >= self.cfg.batch or due):
+                self.flush()
+                last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        """Apply the pending deliveries in one transaction, then acknowledge them."""
+        batch, self.pending = self.pending, []
+        statuses: list[StatusMessage] = []
+        beats: list[HeartbeatMessage] = []
+        chunks: list[LogMessage] = []
+        returned: list[RedeliveredMessage] = []
+        bad: list[Delivery] = []
+        for delivery in batch:
+            try:
+                messages = decode_batch(delivery.body)
+            except MessageError as exc:
+                log.warning("status_message_rejected", error=str(exc))
+                bad.append(delivery)
+                continue
+            for message in messages:
+                if isinstance(message, StatusMessage):
+                    statuses.append(message)
+                elif isinstance(message, HeartbeatMessage):
+                    beats.append(message)
+                elif isinstance(message, LogMessage):
+                    chunks.append(message)
+                elif isinstance(message, RedeliveredMessage):
+                    returned.append(message)
+        with self.db.transaction() as conn:
+            applied = store.apply(conn, statuses)
+            store.heartbeats(conn, beats)
+            store.logs(conn, chunks)
+            self._redeliver(conn, returned)
+        metrics.STATUS_EVENTS.labels("applied").inc(applied.moved)
+        metrics.STATUS_EVENTS.labels("ignored").inc(applied.ignored)
+        for dead in applied.dead:
+            metrics.DEAD.inc()
+            log.error("run_dead", **dead)
+        for job_id in applied.paused_jobs:
+            log.warning("job_paused_after_failures", job_id=job_id)
+        for delivery in bad:
+            self.broker.reject(delivery.tag, requeue=False)
+        if bad:
+            for delivery in batch:
+                if delivery not in bad:
+                    self.broker.ack(delivery.tag)
+        elif batch:
+            self.broker.ack(batch[-1].tag, multiple=True)
+
+    def _redeliver(self, conn: Connection, reports: list[RedeliveredMessage]) -> None:
+        """Settle run messages that came back to a queue. Publishing happens before the
+        transaction commits, so a crash in between re-publishes rather than loses."""
+        if not reports:
+            return
+        rows = {r["run_id"]: r for r in q.claimed_runs(conn, sorted({m.run_id for m in reports}))}
+        for report in reports:
+            row = rows.get(report.run_id)
+            if row is None:
+                continue
+            action = redelivery(row["state"], row["attempt"], report.attempt,
+                                row["max_attempts"])
+            if action == "republish":
+                self.publisher.run(run_message(row))
+                metrics.REDISPATCHED.labels("redelivered").inc()
+            elif action == "retry":
+                q.requeue(conn, [report.run_id], row["epoch"], "worker lost")
+                row.update(attempt=row["attempt"] + 1, state="queued")
+                self.publisher.run(run_message(row))
+                metrics.REDISPATCHED.labels("worker_lost").inc()
+                log.warning("worker_lost", run_id=report.run_id, next_attempt=row["attempt"])
+            elif action == "bury":
+                q.bury(conn, [report.run_id], "worker lost; no attempts left")
+                row["state"] = "dead"
+                self.publisher.dead(run_message(row), "worker lost; no attempts left")

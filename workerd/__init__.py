@@ -1,0 +1,1 @@
+"""The worker daemon: consumes runs, executes job types and reports their outcome."""

@@ -1,0 +1,182 @@
+"""One attempt of one run on this worker, from delivery to acknowledgement.
+
+Every outcome is reported on the status queue before the run message is acknowledged
+(the Outbox keeps that order). Failures retry through the retry exchange with the job's
+exponential backoff; the last failure dead-letters the message.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from common import broker as topo
+from common.broker import Delivery
+from common.messages import (
+    CancelMessage,
+    LogMessage,
+    RedeliveredMessage,
+    RunMessage,
+    StatusMessage,
+    encode,
+)
+from common.schedule.backoff import Backoff
+from common.states import RunState
+from common.zk import Coordinator
+from workerd import metrics
+from workerd.config import WorkerConfig
+from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
+from workerd.outbox import Outbox, Publish, Report, Settle
+from workerd.overlap import admit
+
+log = structlog.get_logger()
+S = RunState
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Slot:
+    """An attempt in progress, as the executor tracks it."""
+
+    message: RunMessage
+    cancel: threading.Event
+    requeue: bool = False  # the worker is stopping: give the message back, report nothing
+
+
+class AttemptRunner:
+    """Carries out attempts; shared by the executor's threads."""
+
+    def __init__(self, config: WorkerConfig, coord: Coordinator, outbox: Outbox,
+                 job_types: dict[str, JobType], stop: threading.Event) -> None:
+        self.cfg = config.worker
+        self.sql_dsns = config.sql.dsns
+        self.worker = config.node.name
+        self.coord = coord
+        self.outbox = outbox
+        self.job_types = job_types
+        self.stop = stop
+
+    def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
+               cancelled_job: bool) -> None:
+        """Decide, execute and report one delivered attempt."""
+        settle = Settle(delivery.tag, generation)
+        now = utcnow()
+        if delivery.redelivered or delivery.delivery_count:
+            # Its earlier consumer died or gave it back: whether that attempt started is
+            # known to the database only, so the schedulers decide.
+            self.outbox.put(Report(RedeliveredMessage(message.run_id, message.attempt,
+                                                      self.worker, now)), settle)
+            return
+        if message.not_before and message.not_before > now:
+            wait = (message.not_before - now).total_seconds()
+            if wait > 1.0:
+                self.outbox.put(Publish(
+                    topo.RETRY, delivery.routing_key, delivery.body, message.attempt_id,
+                    {"tier": str(topo.retry_tier(wait))}, generation), settle)
+                return
+            if self.stop.wait(wait):
+                self.outbox.put(replace(settle, ack=False, requeue=True))
+                return
+        if message.start_deadline and utcnow() > message.start_deadline:
+            self._final(message, S.SKIPPED, settle,
+                        reason=f"start deadline missed: {message.start_deadline.isoformat()}")
+            return
+        if cancelled_job:
+            self._final(message, S.CANCELLED, settle, reason="job cancelled")
+            return
+        admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
+                          self.cfg.kill_grace)
+        if not admission.admitted:
+            self._final(message, S.SKIPPED, settle, reason=admission.reason)
+            return
+        try:
+            started = utcnow()
+            self._report(message, S.RUNNING, started_at=started)
+            if message.attempt == 1:
+                metrics.START_LATENESS.observe(
+                    max(0.0, (started - message.scheduled_for).total_seconds()))
+            outcome = self._execute(message, slot.cancel)
+        finally:
+            if admission.lock:
+                self.coord.release(admission.lock)
+        if slot.requeue and outcome.state == "cancelled":
+            self.outbox.put(replace(settle, ack=False, requeue=True))
+            return
+        self._conclude(delivery, generation, message, outcome, started, settle)
+
+    def _execute(self, message: RunMessage, cancel: threading.Event) -> Outcome:
+        job_type = self.job_types.get(message.job_type)
+        if job_type is None:
+            return Outcome("failed", error=f"this worker has no job type {message.job_type!r}")
+        seq = {"stdout": 0, "stderr": 0}
+
+        def emit(stream: str, chunk: bytes) -> None:
+            seq[stream] += 1
+            self.outbox.put(Report(LogMessage(message.run_id, message.attempt, stream,
+                                              seq[stream], chunk)))
+        ctx = JobContext(
+            key=RunKey(message.run_id, message.job_id, message.scheduled_for, message.attempt),
+            payload=message.payload, timeout=message.timeout_s, cancel=cancel, emit=emit,
+            sql_dsns=self.sql_dsns, kill_grace=self.cfg.kill_grace,
+            output_limit=self.cfg.output_limit)
+        try:
+            return job_type.run(ctx)
+        except Exception as exc:  # noqa: BLE001 - a job type's bug fails the attempt only
+            log.exception("job_type_crashed", run_id=message.run_id, job_type=message.job_type)
+            return Outcome("failed", error=f"worker error: {type(exc).__name__}: {exc}")
+
+    def _conclude(self, delivery: Delivery, generation: int, message: RunMessage,
+                  outcome: Outcome, started: datetime, settle: Settle) -> None:
+        state = RunState(outcome.state)
+        metrics.ATTEMPTS.labels(outcome.state).inc()
+        common: dict[str, Any] = {"started_at": started, "exit_code": outcome.exit_code,
+                                  "error": outcome.error}
+        if state in (S.SUCCEEDED, S.CANCELLED):
+            self._final(message, state, settle, **common)
+            return
+        self._report(message, state, **common)
+        if message.attempt >= message.max_attempts:
+            reason = f"failed {message.attempt} of {message.max_attempts} attempts"
+            self._report(message, S.DEAD, reason=reason, **common)
+            self.outbox.put(Publish(topo.DEAD, "", delivery.body, message.attempt_id,
+                                    {"x-zeitplan-reason": reason}, generation), settle)
+            log.error("run_dead", run_id=message.run_id, job_id=message.job_id,
+                      attempt=message.attempt, error=outcome.error)
+            return
+        backoff = Backoff(base=timedelta(seconds=message.backoff["base"]),
+                          factor=message.backoff["factor"],
+                          cap=timedelta(seconds=message.backoff["cap"]),
+                          jitter=message.backoff["jitter"])
+        delay = backoff.delay(message.attempt + 1, seed=message.attempt_id)
+        retry = replace(message, attempt=message.attempt + 1, not_before=utcnow() + delay)
+        self._report(message, S.RETRYING, reason=f"attempt {retry.attempt} of "
+                     f"{message.max_attempts} in {delay.total_seconds():g} s", **common)
+        seconds = delay.total_seconds()
+        if seconds > 1.0:
+            target = Publish(topo.RETRY, delivery.routing_key, encode(retry), retry.attempt_id,
+                             {"tier": str(topo.retry_tier(seconds))}, generation)
+        else:
+            target = Publish(topo.RUNS, delivery.routing_key, encode(retry), retry.attempt_id,
+                             None, generation)
+        self.outbox.put(target, settle)
+
+    def _final(self, message: RunMessage, state: RunState, settle: Settle,
+               **fields: Any) -> None:
+        self._report(message, state, **fields)
+        self.outbox.put(settle)
+
+    def _report(self, message: RunMessage, state: RunState, **fields: Any) -> None:
+        self.outbox.put(Report(StatusMessage(run_id=message.run_id, attempt=message.attempt,
+                                             state=state, at=utcnow(), worker=self.worker,
+                                             **fields)))
+
+    def _send_cancel(self, cancel: CancelMessage) -> None:
+        self.outbox.put(Publish(topo.CONTROL, "", encode(cancel)))

@@ -1,0 +1,59 @@
+"""workerd's configuration (see configs/workerd.toml). Workers hold no database credentials
+of Zeitplan's own: only the DSNs their SQL jobs may use, by name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from common.sections import BrokerSection, HttpSection, LogSection, NodeSection, ZooKeeperSection
+
+
+@dataclass(frozen=True)
+class WorkerSection:
+    """How this worker takes and runs work."""
+
+    pools: tuple[str, ...] = ("default",)
+    concurrency: int = 0                # 0: the number of CPUs
+    heartbeat_interval: float = 2.0
+    drain_timeout: float = 30.0         # on SIGTERM, let running jobs finish this long
+    kill_grace: float = 5.0             # SIGTERM -> SIGKILL on cancel or timeout
+    output_limit: int = 1024 * 1024     # bytes kept per stream per attempt
+
+    def __post_init__(self) -> None:
+        if not self.pools:
+            raise ValueError("'worker.pools' must name at least one pool")
+        if self.concurrency < 0 or self.concurrency > 1024:
+            raise ValueError("'worker.concurrency' must be between 0 (CPU count) and 1024")
+        if not 0.1 <= self.heartbeat_interval <= 60:
+            raise ValueError("'worker.heartbeat_interval' must be between 0.1 and 60 seconds")
+        if self.drain_timeout < 0 or self.kill_grace < 0 or self.output_limit < 1024:
+            raise ValueError("'worker.drain_timeout', 'kill_grace' must not be negative and "
+                             "'output_limit' must be at least 1024")
+
+    @property
+    def slots(self) -> int:
+        """Attempts run at once."""
+        return self.concurrency or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class SqlSection:
+    """DSNs that SQL jobs may name (``dsn_name``); never Zeitplan's own database."""
+
+    dsns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything workerd reads at start."""
+
+    node: NodeSection = field(default_factory=NodeSection)
+    zookeeper: ZooKeeperSection = field(default_factory=ZooKeeperSection)
+    broker: BrokerSection = field(default_factory=BrokerSection)
+    worker: WorkerSection = field(default_factory=WorkerSection)
+    sql: SqlSection = field(default_factory=SqlSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    log: LogSection = field(default_factory=LogSection)

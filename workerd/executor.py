@@ -1,0 +1,139 @@
+"""The worker's execution slots: a local priority buffer, cancellation, heartbeats, drain."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+
+import structlog
+
+from common.broker import Delivery
+from common.errors import MessageError, ZeitplanError
+from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode
+from workerd import metrics
+from workerd.attempt import AttemptRunner, Slot, utcnow
+from workerd.outbox import Outbox, Report, Settle
+
+log = structlog.get_logger()
+CANCELLED_JOB_MEMORY = 3600.0  # seconds a job cancellation is remembered
+
+
+class Executor:
+    """Runs deliveries on `slots` threads, most urgent first."""
+
+    def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int) -> None:
+        self.runner = runner
+        self.outbox = outbox
+        self.slots = slots
+        self._buffer: queue.PriorityQueue[tuple[int, int, Delivery, int, RunMessage]] = \
+            queue.PriorityQueue()
+        self._order = itertools.count()
+        self._running: dict[int, Slot] = {}
+        self._lock = threading.Lock()
+        self._cancelled_jobs: dict[int, float] = {}
+        self._taking = threading.Event()
+        self._taking.set()
+        self._threads = [threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)
+                         for n in range(slots)]
+
+    def start(self) -> None:
+        """Start the slot threads."""
+        for thread in self._threads:
+            thread.start()
+
+    # -- called from the broker thread -------------------------------------------------
+    def submit(self, delivery: Delivery, generation: int) -> None:
+        """Accept a delivery: parse it now; a malformed one is dead-lettered at once."""
+        try:
+            message = decode(delivery.body)
+            if not isinstance(message, RunMessage):
+                raise MessageError(f"a {message.type} message on a run queue")
+        except MessageError as exc:
+            metrics.REJECTED.inc()
+            log.warning("run_message_rejected", error=str(exc), queue=delivery.queue)
+            self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=False))
+            return
+        self._buffer.put((-message.priority, next(self._order), delivery, generation, message))
+
+    def cancel(self, message: CancelMessage) -> None:
+        """Stop matching attempts now; remember a cancelled job for later deliveries."""
+        if message.job_id is not None:
+            self._cancelled_jobs[message.job_id] = time.monotonic() + CANCELLED_JOB_MEMORY
+        with self._lock:
+            for slot in self._running.values():
+                if slot.message.run_id == message.run_id or \
+                        slot.message.job_id == message.job_id:
+                    log.info("attempt_cancelling", run_id=slot.message.run_id,
+                             reason=message.reason)
+                    slot.cancel.set()
+
+    # -- slots -------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            self._taking.wait()
+            try:
+                _, _, delivery, generation, message = self._buffer.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if not self._taking.is_set():  # draining: give it back untouched
+                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+                continue
+            slot = Slot(message, threading.Event())
+            with self._lock:
+                self._running[message.run_id] = slot
+            metrics.RUNNING.set(len(self._running))
+            try:
+                self.runner.handle(delivery, generation, message, slot,
+                                   self._job_cancelled(message.job_id))
+            except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
+                log.warning("attempt_not_started", run_id=message.run_id, error=str(exc))
+                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+            except Exception:  # noqa: BLE001 - never lose a slot thread
+                log.exception("unexpected error, please report", run_id=message.run_id)
+                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+            finally:
+                with self._lock:
+                    self._running.pop(message.run_id, None)
+                metrics.RUNNING.set(len(self._running))
+
+    def _job_cancelled(self, job_id: int) -> bool:
+        until = self._cancelled_jobs.get(job_id)
+        return until is not None and until > time.monotonic()
+
+    # -- heartbeats and drain ----------------------------------------------------------
+    def running(self) -> list[tuple[int, int]]:
+        """(run_id, attempt) of every attempt executing now."""
+        with self._lock:
+            return [(s.message.run_id, s.message.attempt) for s in self._running.values()]
+
+    def heartbeat(self, worker: str) -> None:
+        """Report the running attempts as alive."""
+        runs = self.running()
+        if runs:
+            self.outbox.put(Report(HeartbeatMessage(worker, utcnow(), tuple(runs))))
+
+    def drain(self, timeout: float) -> None:
+        """Stop taking work, give buffered deliveries back, let running attempts finish up to
+        `timeout` seconds, then stop them and give their messages back too."""
+        self._taking.clear()
+        self._give_back_buffered()
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with self._lock:
+            for slot in self._running.values():
+                slot.requeue = True
+                slot.cancel.set()
+        while self.running() and time.monotonic() < deadline + self.runner.cfg.kill_grace + 5:
+            time.sleep(0.1)
+        self._give_back_buffered()
+
+    def _give_back_buffered(self) -> None:
+        while True:
+            try:
+                _, _, delivery, generation, _ = self._buffer.get_nowait()
+            except queue.Empty:
+                return
+            self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))

@@ -1,0 +1,129 @@
+"""workerd: consume runs from the worker's pools, execute them, report every change."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+
+import structlog
+
+from common import logs
+from common.broker import Broker
+from common.cli import load_or_exit
+from common.daemon import Lifecycle, guarded, sd_notify
+from common.errors import CoordinationError
+from common.httpd import HttpServer, health_route, metrics_route
+from common.zk import Coordinator
+from workerd.attempt import AttemptRunner
+from workerd.config import WorkerConfig
+from workerd.executor import Executor
+from workerd.jobtypes import load_job_types
+from workerd.outbox import Outbox
+from workerd.transport import Transport
+
+log = structlog.get_logger()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `workerd` command."""
+    parser = argparse.ArgumentParser(prog="workerd", description=__doc__)
+    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the config and exit (0: valid, 2: invalid)")
+    args = parser.parse_args(argv)
+    config = load_or_exit(WorkerConfig, args.config, "workerd")
+    if args.check_config:
+        print(f"workerd: config {args.config or '<defaults>'} is valid")
+        return
+    logs.configure(config.log.level, config.log.format)
+    Worker(config).serve()
+
+
+class Worker:
+    """One workerd process."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.name = config.node.name
+        self.life = Lifecycle("workerd")
+        self.outbox = Outbox()
+        self.coord = Coordinator(config.zookeeper.hosts, root=config.zookeeper.root,
+                                 session_timeout=config.zookeeper.session_timeout,
+                                 name=self.name)
+        slots = config.worker.slots
+        self.runner = AttemptRunner(config, self.coord, self.outbox, load_job_types(),
+                                    self.life.stopping)
+        self.executor = Executor(self.runner, self.outbox, slots)
+        self.transport = Transport(
+            Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
+                   name=f"workerd-{self.name}"),
+            self.outbox, config.worker.pools, slots, self.executor.submit,
+            self.executor.cancel)
+        self.exit_transport = threading.Event()
+        self.http = HttpServer(config.http.address, {
+            "/health": health_route(self.life.health, self._details),
+            "/metrics": metrics_route})
+
+    def _details(self) -> dict[str, object]:
+        return {"node": self.name, "pid": os.getpid(), "pools": list(self.config.worker.pools),
+                "slots": self.config.worker.slots, "running": len(self.executor.running()),
+                "broker_connected": self.transport.broker.connected}
+
+    def serve(self) -> None:
+        """Run until SIGTERM, then drain and stop in order."""
+        self.life.install_signals()
+        self.http.start()
+        log.info("workerd_starting", node=self.name, http_port=self.http.port,
+                 slots=self.config.worker.slots, pools=list(self.config.worker.pools))
+        transport = threading.Thread(
+            target=guarded(self.transport.run, self.exit_transport.is_set), name="broker")
+        try:
+            self._connect_zookeeper()
+            if self.life.stopping.is_set():
+                return
+            self.executor.start()
+            transport.start()
+            sd_notify("READY=1")
+            self.life.run_cycles(self._cycle, on_error_delay=1.0)
+            log.info("workerd_draining", running=len(self.executor.running()))
+            sd_notify("STOPPING=1")
+            self.transport.stop_consuming = True
+            self.executor.drain(self.config.worker.drain_timeout)
+        finally:
+            self.exit_transport.set()
+            if transport.is_alive():
+                transport.join(timeout=15)
+            self.coord.stop()
+            self.http.stop()
+            log.info("workerd_stopped", node=self.name)
+
+    def _connect_zookeeper(self) -> None:
+        delay = 0.5
+        while not self.life.stopping.is_set():
+            try:
+                self.coord.start()
+                return
+            except CoordinationError as exc:
+                self.life.ready_reason = "ZooKeeper unreachable"
+                log.warning("zookeeper_unreachable", error=str(exc), retry_in=delay)
+                self.life.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _cycle(self) -> float:
+        """Heartbeat: report running attempts, refresh the ZooKeeper registration."""
+        self.executor.heartbeat(self.name)
+        running = self.executor.running()
+        connected = self.transport.broker.connected
+        self.life.ready_reason = None if connected else "RabbitMQ unreachable"
+        self.coord.register("workers", {
+            "pid": os.getpid(), "pools": list(self.config.worker.pools),
+            "slots": self.config.worker.slots, "http_port": self.http.port,
+            "running": [list(r) for r in running]})
+        self.life.status_line = f"worker: {len(running)} of {self.config.worker.slots} slots busy"
+        return self.config.worker.heartbeat_interval
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""What executor threads hand to the broker thread, in order.
+
+The broker thread performs the actions first in, first out, so an attempt's
+acknowledgement always comes after the publishes (outcome, retry, dead letter) queued
+before it. Consecutive status-queue messages travel together in one publish.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+from common.messages import StatusQueueMessage
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish a message (confirmed) to an exchange."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+    headers: dict[str, Any] | None = None
+    # The connection generation of the delivery this publish settles: when that connection
+    # is gone, the delivery returns to its queue and the schedulers decide its fate, so the
+    # publish is dropped instead of duplicating their decision.
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """A message for the status queue."""
+
+    message: StatusQueueMessage
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Acknowledge (or reject) a delivery of connection `generation`."""
+
+    tag: int
+    generation: int
+    ack: bool = True
+    requeue: bool = False
+
+
+Action = Publish | Report | Settle
+
+
+class Outbox:
+    """A thread-safe FIFO of actions."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Action] = queue.SimpleQueue()
+
+    def put(self, *actions: Action) -> None:
+        """Queue actions, in order."""
+        for action in actions:
+            self._queue.put(action)
+
+    def take(self, limit: int) -> list[Action]:
+        """Up to `limit` queued actions, without waiting."""
+        taken: list[Action] = []
+        while len(taken) < limit:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def empty(self) -> bool:
+        """True when nothing is queued."""
+        return self._queue.empty()

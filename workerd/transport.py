@@ -1,0 +1,118 @@
+"""The worker's broker thread: consumes runs and control messages, performs the outbox.
+
+pika is used from this thread only; executor threads reach it through the Outbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from common import broker as topo
+from common.broker import Broker, Delivery
+from common.errors import BrokerError, MessageError
+from common.messages import CancelMessage, decode, encode_batch
+from workerd.outbox import Action, Outbox, Publish, Report, Settle
+
+log = structlog.get_logger()
+BATCH = 200
+
+
+class Transport:
+    """Owns the worker's AMQP connection; reconnects with backoff."""
+
+    def __init__(self, broker: Broker, outbox: Outbox, pools: tuple[str, ...], prefetch: int,
+                 on_run: Callable[[Delivery, int], None],
+                 on_cancel: Callable[[CancelMessage], None]) -> None:
+        self.broker = broker
+        self.outbox = outbox
+        self.pools = pools
+        self.prefetch = prefetch
+        self.on_run = on_run
+        self.on_cancel = on_cancel
+        self.generation = 0
+        self.consuming = False
+        self.stop_consuming = False
+        self.finished = False
+        self.carry: list[Action] = []   # taken from the outbox, not yet performed
+
+    def run(self, should_exit: Callable[[], bool]) -> None:
+        """Serve until `should_exit()` is true and the outbox is empty."""
+        delay = 0.2
+        while not (should_exit() and self.outbox.empty() and not self.carry):
+            try:
+                if not self.broker.connected:
+                    self._connect()
+                    delay = 0.2
+                self.broker.process(0.005)
+                if self.stop_consuming and self.consuming:
+                    self.broker.cancel_consumers()
+                    self.consuming = False
+                self._perform()
+            except BrokerError as exc:
+                log.warning("broker_unavailable", error=str(exc), retry_in=delay)
+                self.broker.close()
+                self.consuming = False
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.broker.close()
+        self.finished = True
+
+    def _connect(self) -> None:
+        self.broker.connect()
+        self.generation += 1
+        generation = self.generation
+        self.broker.declare_topology(self.pools)
+        self.broker.set_prefetch(self.prefetch)
+        if not self.stop_consuming:
+            for pool in self.pools:
+                for level in topo.LEVELS:
+                    self.broker.consume(topo.run_queue(pool, level), self._receiver(generation))
+            self.consuming = True
+        self.broker.consume(self.broker.declare_control_queue(), self._control)
+        log.info("broker_connected", generation=generation)
+
+    def _receiver(self, generation: int) -> Callable[[Delivery], None]:
+        def receive(delivery: Delivery) -> None:
+            self.on_run(delivery, generation)
+        return receive
+
+    def _control(self, delivery: Delivery) -> None:
+        try:
+            message = decode(delivery.body)
+            if isinstance(message, CancelMessage):
+                self.on_cancel(message)
+        except MessageError as exc:
+            log.warning("control_message_rejected", error=str(exc))
+        self.broker.ack(delivery.tag)
+
+    def _perform(self) -> None:
+        """Carry out queued actions in order; consecutive reports travel in one message.
+
+        An action leaves `carry` only once performed, so a broken connection loses none.
+        """
+        self.carry.extend(self.outbox.take(BATCH - len(self.carry)))
+        while self.carry:
+            reports: list[Report] = []
+            for action in self.carry:
+                if not isinstance(action, Report):
+                    break
+                reports.append(action)
+            if reports:
+                self.broker.publish(topo.STATUS, topo.STATUS,
+                                    encode_batch([r.message for r in reports]))
+                del self.carry[:len(reports)]
+                continue
+            action = self.carry[0]
+            stale = getattr(action, "generation", None) not in (None, self.generation)
+            if isinstance(action, Publish) and not stale:
+                self.broker.publish(action.exchange, action.routing_key, action.body,
+                                    message_id=action.message_id, headers=action.headers)
+            elif isinstance(action, Settle) and not stale:
+                if action.ack:
+                    self.broker.ack(action.tag)
+                else:
+                    self.broker.reject(action.tag, requeue=action.requeue)
+            self.carry.pop(0)
