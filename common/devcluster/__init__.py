@@ -1,0 +1,11 @@
+"""A local cluster harness: ZooKeeper, PostgreSQL and RabbitMQ as child processes.
+
+Used by the integration tests and by ``schedctl dev up``.
+"""
+
+from common.devcluster.cluster import LocalCluster
+from common.devcluster.node import ServiceNode
+from common.devcluster.process import ManagedProcess
+from common.devcluster.settings import ClusterSettings
+
+__all__ = ["ClusterSettings", "LocalCluster", "ManagedProcess", "ServiceNode"]

@@ -1,0 +1,105 @@
+"""Real services for the integration tests, from the local cluster harness.
+
+A service that cannot start fails the tests that need it; nothing is skipped. When a test
+fails, the cluster's state directory (logs in ``<state>/logs``) is kept and its path printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.db import Database
+from common.devcluster import LocalCluster
+from common.devstack import Stack
+from tests.integration.support import stack_fixture
+
+_FAILED = pytest.StashKey[bool]()
+_log = logging.getLogger("devcluster")
+
+
+def _new_state_dir() -> Path:
+    """A fresh state directory every user can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="zeitplan-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+def _finish(cluster: LocalCluster, keep: bool, config: pytest.Config) -> None:
+    cluster.stop()
+    if keep:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        line = f"kept cluster state and logs: {cluster.state_dir}"
+        if reporter is not None:
+            reporter.write_line(line)
+        else:
+            print(line)
+    else:
+        shutil.rmtree(cluster.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The shared cluster: 3 ZooKeeper, PostgreSQL primary + sync standby, 3 RabbitMQ."""
+    shared = LocalCluster(_new_state_dir(), progress=_log.info)
+    try:
+        shared.start()
+    except BaseException:
+        _finish(shared, True, request.config)
+        raise
+    yield shared
+    _finish(shared, request.session.testsfailed > 0, request.config)
+
+
+@pytest.fixture
+def fresh_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., LocalCluster]]:
+    """A factory of clusters private to one test (LocalCluster options as keywords)."""
+    started: list[LocalCluster] = []
+
+    def start(**options: Any) -> LocalCluster:
+        private = LocalCluster(_new_state_dir(), progress=_log.info, **options)
+        started.append(private)
+        private.start()
+        return private
+
+    yield start
+    for private in started:
+        _finish(private, request.node.stash.get(_FAILED, False), request.config)
+
+
+@pytest.fixture
+def state_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """An empty state directory, removed after the test unless it failed."""
+    path = _new_state_dir()
+    yield path
+    if not request.node.stash.get(_FAILED, False):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(cluster: LocalCluster) -> Iterator[Stack]:
+    """Zeitplan's daemons on the shared cluster: 3 schedulers, 2 workers (4 slots each)."""
+    yield from stack_fixture(cluster)
+
+
+@pytest.fixture
+def db(stack: Stack) -> Iterator[Database]:
+    """A connection pool on the stack's database."""
+    pool = Database(stack.cluster.settings.pg_dsn, max_size=2, name="tests")
+    yield pool
+    pool.close()
