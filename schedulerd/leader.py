@@ -90,8 +90,12 @@ class Term:
             log.info("leader_resigned", epoch=self.epoch, published=self.published)
 
     def may_act(self) -> bool:
-        """The lease holds: connected to ZooKeeper with a recent round trip."""
-        return self.coord.lease_valid() or self.coord.touch()
+        """The term's ZooKeeper session is the one still connected, with a recent round trip
+        (a process that was paused or cut off must not act on its old leadership)."""
+        if self.coord.losses != self.losses:
+            return False
+        return (self.coord.lease_valid() or self.coord.touch()) and \
+            self.coord.losses == self.losses
 
     def cycle(self) -> str:
         """One pass; returns the line that describes it."""

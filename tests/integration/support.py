@@ -94,6 +94,12 @@ def runs(db: Database, job_id: int) -> list[dict[str, Any]]:
                             (job_id,)).fetchall()
 
 
+def first_state(db: Database, job_id: int) -> str | None:
+    """The state of a job's first run (None before it has one)."""
+    found = runs(db, job_id)
+    return found[0]["state"] if found else None
+
+
 def states(db: Database, job_ids: list[int]) -> Counter[str]:
     """Run states over several jobs."""
     with db.transaction() as conn:
