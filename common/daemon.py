@@ -51,6 +51,7 @@ class Lifecycle:
         self.last_cycle = time.monotonic()
         self.ready_reason: str | None = "starting"
         self.status_line = "starting"
+        self._last_notify = 0.0
 
     def install_signals(self) -> None:
         """Route SIGTERM/SIGINT/SIGHUP to flags (call from the main thread)."""
@@ -77,6 +78,13 @@ class Lifecycle:
         reason = "main loop stalled" if not live else (self.ready_reason or "ready")
         return live, live and self.ready_reason is None, reason
 
+    def beat(self) -> None:
+        """The main work ran just now: liveness for /health and systemd's watchdog."""
+        self.last_cycle = time.monotonic()
+        if self.last_cycle - self._last_notify >= 1.0:
+            self._last_notify = self.last_cycle
+            sd_notify("WATCHDOG=1", f"STATUS={self.status_line}")
+
     def run_cycles(self, cycle: Callable[[], float], *, on_error_delay: float = 1.0) -> None:
         """Call `cycle()` until stopped; it returns how long to wait before the next one."""
         while not self.stopping.is_set():
@@ -87,8 +95,7 @@ class Lifecycle:
                 log.warning("cycle_failed", error=str(exc))
             except Exception:  # noqa: BLE001 - the daemon must outlive a bug in one cycle
                 log.exception(UNEXPECTED)
-            self.last_cycle = time.monotonic()
-            sd_notify("WATCHDOG=1", f"STATUS={self.status_line}")
+            self.beat()
             if self.sleep(delay):
                 break
 

@@ -45,6 +45,19 @@ class StatusSection:
 
 
 @dataclass(frozen=True)
+class RetentionSection:
+    """How long finished runs and their output are kept (days)."""
+
+    runs_days: float = 90.0
+    logs_days: float = 30.0
+    interval: float = 300.0         # seconds between pruning passes (on the leader)
+
+    def __post_init__(self) -> None:
+        if self.runs_days <= 0 or self.logs_days <= 0 or self.interval <= 0:
+            raise ValueError("'retention' values must be positive")
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
     """Everything schedulerd reads at start."""
 
@@ -54,5 +67,6 @@ class SchedulerConfig:
     broker: BrokerSection = field(default_factory=BrokerSection)
     leader: LeaderSection = field(default_factory=LeaderSection)
     status: StatusSection = field(default_factory=StatusSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
     http: HttpSection = field(default_factory=HttpSection)
     log: LogSection = field(default_factory=LogSection)

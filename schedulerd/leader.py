@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from common.broker import Broker
-from common.db import Database
+from common.db import Database, retention
 from common.db import dispatch as q
 from common.db import epoch as epochs
 from common.errors import BrokerError, FencedOut
@@ -53,6 +53,7 @@ class Term:
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0
+        self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
 
@@ -111,6 +112,7 @@ class Term:
         self._refill(horizon)
         published = self._dispatch_due()
         recovered = self._recover()
+        self._prune()
         metrics.TIMER_HEAP.set(len(self.heap))
         nxt = self.heap.next_due()
         wake = f"{max(0.0, (nxt - utcnow()).total_seconds()):.2f} s" if nxt else "idle"
@@ -206,6 +208,20 @@ class Term:
             count += len(rows)
             self._flush_unpublished()
         return count
+
+    def _prune(self) -> None:
+        keep = self.config.retention
+        if time.monotonic() < self.next_prune:
+            return
+        self.next_prune = time.monotonic() + keep.interval
+        with self.db.transaction() as conn:
+            epochs.check(conn, self.epoch)
+            pruned = retention.prune(conn, runs_age=timedelta(days=keep.runs_days),
+                                     logs_age=timedelta(days=keep.logs_days))
+        if pruned.runs or pruned.logs:
+            log.info("retention_pruned", runs=pruned.runs, log_chunks=pruned.logs)
+            if max(pruned.runs, pruned.logs) >= 5000:
+                self.next_prune = 0.0  # more to do: next cycle
 
     def _requeue_stale(self) -> int:
         older = utcnow() - timedelta(seconds=self.cfg.stale_after)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import threading
-import time
 from pathlib import Path
 
 import structlog
@@ -67,7 +67,7 @@ class Scheduler:
             if self.life.stopping.is_set():
                 return
             consumer = StatusConsumer(self.config, self.db, self.life.stopping.is_set,
-                                      self._beat)
+                                      self.life.beat)
             threading.Thread(target=guarded(consumer.run), daemon=True,
                              name="status-consumer").start()
             self.coord.register("schedulers", {"http_port": self.http.port, "pid": _pid()})
@@ -112,16 +112,11 @@ class Scheduler:
 
     def _leader_cycle(self, line: str) -> None:
         self.life.status_line = line
-        self._beat()
+        self.life.beat()
         log.debug("leader_cycle", summary=line)
-
-    def _beat(self) -> None:
-        self.life.last_cycle = time.monotonic()
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 

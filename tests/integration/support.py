@@ -16,8 +16,8 @@ from common.broker import Broker
 from common.db import Database
 from common.devcluster import LocalCluster
 from common.devstack import Stack
-from common.jobs import JobSpec
 from common.errors import MessageError
+from common.jobs import JobSpec
 from common.messages import RunMessage, decode
 
 T = TypeVar("T")
