@@ -72,10 +72,15 @@ def when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return when(value) if isinstance(value, datetime) else str(value)
+
+
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain aligned text table."""
-    cells = [[str(r.get(c, "")) if not isinstance(r.get(c), datetime) else when(r[c])
-              for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]

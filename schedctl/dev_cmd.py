@@ -46,7 +46,8 @@ def _info(state_dir: Path) -> dict[str, Any] | None:
 
 
 def _exports(info: dict[str, Any]) -> str:
-    return "\n".join(f"export {k}='{v}'" for k, v in info["env"].items())
+    env = {**info["env"], "ZEITPLAN_DEV_DIR": info["state_dir"]}
+    return "\n".join(f"export {k}='{v}'" for k, v in env.items())
 
 
 @dev.command()
@@ -151,7 +152,10 @@ def status(state_dir: Path, output: str) -> None:
     if info is None:
         raise click.ClickException(f"no cluster runs from {state_dir}")
     rows: list[dict[str, Any]] = []
+    daemons = {d["name"] for d in info["daemons"]}
     for svc in info["services"]:
+        if svc["name"] in daemons:
+            continue
         rows.append({"name": svc["name"], "kind": svc.get("kind", ""), "pid": svc.get("pid"),
                      "role": "running" if _alive(svc.get("pid")) else "down",
                      "ports": svc.get("ports", {})})

@@ -38,11 +38,16 @@ def job() -> None:
     """Jobs: create, list, show, update, pause, resume, cancel, run-now."""
 
 
+def _schedule(row: dict[str, Any]) -> str:
+    expr = row["schedule_expr"]
+    return expr if expr.startswith(row["schedule_kind"]) else f"{row['schedule_kind']} {expr}"
+
+
 def _print_job(row: dict[str, Any], output: str, verb: str = "") -> None:
     if output == "json":
         click.echo(to_json(row))
         return
-    schedule = f"{row['schedule_kind']} {row['schedule_expr']}"
+    schedule = _schedule(row)
     if row["time_zone"] != "UTC":
         schedule += f" ({row['time_zone']})"
     next_fire = row["next_fire_at"].isoformat() if row["next_fire_at"] else "none"
@@ -100,7 +105,7 @@ def list_(state: str | None, limit: int, dsn: str | None, output: str) -> None:
         click.echo(to_json(rows))
         return
     for row in rows:
-        row["schedule"] = f"{row['schedule_kind']} {row['schedule_expr']}"
+        row["schedule"] = _schedule(row)
     click.echo(table(rows, JOB_COLUMNS) if rows else "no jobs")
 
 

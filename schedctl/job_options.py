@@ -148,7 +148,10 @@ def schedule_fields(o: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("give one schedule: --now, --at, --cron or --every")
     out: dict[str, Any] = {}
     if chosen:
-        out["schedule_kind"], out["schedule_expr"] = chosen[0]
+        kind, expr = chosen[0]
+        if kind == "every" and not expr.strip().lower().startswith(("every", "p")):
+            expr = f"every {expr.strip()}"  # --every '5 minutes'
+        out["schedule_kind"], out["schedule_expr"] = kind, expr
     for option, name in (("tz", "time_zone"), ("nonexistent", "dst_nonexistent"),
                          ("ambiguous", "dst_ambiguous")):
         if o.get(option):
