@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import click
 
 from common.errors import InvalidInput
 from common.schedule import DstPolicy, fire_times, parse_instant, parse_schedule
-from common.schedule.base import load_zone
+from common.schedule.base import AmbiguousPolicy, NonexistentPolicy, load_zone
 
 
 class _OneLineErrors(click.Command):
@@ -112,7 +112,7 @@ def preview(
             expr,
             kind=kind,
             tz=tz,
-            dst=DstPolicy(nonexistent=nonexistent, ambiguous=ambiguous),  # type: ignore[arg-type]
+            dst=DstPolicy(cast(NonexistentPolicy, nonexistent), cast(AmbiguousPolicy, ambiguous)),
             now=now,
             allow_past=allow_past,
         )
