@@ -5,6 +5,7 @@ Pure: the caller passes `now`. Every problem raises InvalidInput naming the fiel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -18,6 +19,7 @@ from common.schedule.backoff import Backoff
 CONCURRENCY = ("allow", "forbid", "queue_one", "replace")
 MISFIRE = ("fire_once", "fire_all", "skip")
 JOB_STATES = ("active", "paused", "cancelled", "completed")
+LONGEST_S = 100 * 365.25 * 86400
 POOL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -67,11 +69,19 @@ def validate(spec: JobSpec, *, now: datetime) -> tuple[JobSpec, datetime | None]
     _range("max attempts", spec.max_attempts, 1, 100)
     if not spec.pool or not set(spec.pool) <= POOL_CHARS or len(spec.pool) > 64:
         raise InvalidInput(f"pool: use lower-case letters, digits, '-' and '_' ({spec.pool!r})")
-    for label, value in (("timeout", spec.timeout_s), ("start deadline", spec.start_deadline_s)):
-        if value is not None and value <= 0:
-            raise InvalidInput(f"{label}: must be a positive number of seconds, not {value}")
-    if spec.misfire_grace_s < 0 or spec.jitter_s < 0:
-        raise InvalidInput("misfire grace and jitter must not be negative")
+    for label, value, positive in (("timeout", spec.timeout_s, True),
+                                   ("start deadline", spec.start_deadline_s, True),
+                                   ("misfire grace", spec.misfire_grace_s, False),
+                                   ("jitter", spec.jitter_s, False),
+                                   ("backoff base", spec.backoff_base_s, True),
+                                   ("backoff cap", spec.backoff_cap_s, True)):
+        if value is None:
+            continue
+        low_ok = value > 0 if positive else value >= 0
+        if not (math.isfinite(value) and low_ok and value <= LONGEST_S):
+            bound = "positive" if positive else "0 or more"
+            raise InvalidInput(f"{label}: must be {bound} and at most 100 years "
+                               f"(in seconds), not {value}")
     if spec.pause_after_failures is not None and spec.pause_after_failures < 1:
         raise InvalidInput("pause after failures: must be at least 1")
     backoff_of(spec)  # raises on a bad backoff

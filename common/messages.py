@@ -150,14 +150,14 @@ def _load(body: bytes) -> Any:
         raise MessageError(f"message of {len(body)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge ints, deep nesting
         raise MessageError(f"not JSON: {exc}") from None
 
 
 def _decode_obj(data: Any) -> Message:
     if not isinstance(data, dict):
         raise MessageError("a message must be a JSON object")
-    if data.get("v") != VERSION:
+    if type(data.get("v")) is not int or data.get("v") != VERSION:
         raise MessageError(f"unsupported message version {data.get('v')!r}")
     cls = _TYPES.get(str(data.get("type")))
     if cls is None:
@@ -170,6 +170,8 @@ def _decode_obj(data: Any) -> Message:
             if spec.default is not MISSING or spec.default_factory is not MISSING:
                 continue
             raise MessageError(f"{cls.__name__}: missing field '{name}'")
+        if data[name] is None and "None" not in str(spec.type):
+            raise MessageError(f"{cls.__name__}.{name}: must not be null")
         kwargs[name] = _convert(cls, name, data[name])
     try:
         return cls(**kwargs)  # type: ignore[no-any-return]
@@ -215,6 +217,9 @@ def _convert(cls: type[Any], name: str, value: Any) -> Any:
         return tuple((p[0], p[1]) for p in value)
     if name in ("payload", "backoff") and not isinstance(value, dict):
         raise MessageError(f"{where}: must be an object")
+    if name == "backoff" and (set(value) != {"base", "factor", "cap", "jitter"} or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())):
+        raise MessageError(f"{where}: must hold numbers base, factor, cap and jitter")
     if name in ("job_type", "pool", "concurrency", "worker", "error", "reason", "stream") \
             and not isinstance(value, str):
         raise MessageError(f"{where}: must be a string")

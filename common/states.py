@@ -134,5 +134,6 @@ def apply_event(current: RunStatus, event: StatusEvent) -> RunStatus | None:
             None if fresh_attempt else current.exit_code),
         error=event.error if event.error is not None else (
             None if fresh_attempt else current.error),
-        reason=event.reason if event.reason is not None else current.reason,
+        reason=event.reason if event.reason is not None else (
+            None if fresh_attempt else current.reason),
     )

@@ -110,7 +110,7 @@ def target_fields(o: dict[str, Any]) -> dict[str, Any]:
     if not given:
         return {}
     if given[0] in ("shell_cmd", "argv"):
-        payload: dict[str, Any] = ({"command": o["shell_cmd"]} if o.get("shell_cmd")
+        payload: dict[str, Any] = ({"command": o["shell_cmd"]} if o.get("shell_cmd") is not None
                                    else {"argv": _json(o["argv"], "--argv")})
         if o.get("env"):
             payload["env"] = _pairs(o["env"], "=", "--env")

@@ -32,8 +32,12 @@ class LeaderSection:
             raise ValueError("'leader.lookahead' must be between 0.5 and 300 seconds")
         if not 0.01 <= self.poll_interval <= 10:
             raise ValueError("'leader.poll_interval' must be between 0.01 and 10 seconds")
-        if self.batch < 1 or self.stale_after <= 0 or self.orphan_grace < 0:
-            raise ValueError("'leader.batch', 'stale_after' must be positive")
+        if self.batch < 1:
+            raise ValueError("'leader.batch' must be at least 1")
+        if self.stale_after <= 0:
+            raise ValueError("'leader.stale_after' must be positive")
+        if self.orphan_grace < 0:
+            raise ValueError("'leader.orphan_grace' must not be negative")
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,15 @@ class TimerHeap:
     def pop_due(self, now: datetime, limit: int) -> list[int]:
         """Up to `limit` run ids due at `now`, higher priority first, then earlier due."""
         due: list[tuple[int, datetime, int]] = []
-        while self._heap and self._heap[0][0] <= now and len(due) < limit:
+        while self._heap and self._heap[0][0] <= now:
             due_at, neg_priority, run_id = heapq.heappop(self._heap)
-            self._ids.discard(run_id)
             due.append((neg_priority, due_at, run_id))
-        return [run_id for _, _, run_id in sorted(due)]
+        due.sort()
+        for neg_priority, due_at, run_id in due[limit:]:  # not this time: back in the heap
+            heapq.heappush(self._heap, (due_at, neg_priority, run_id))
+        taken = [run_id for _, _, run_id in due[:limit]]
+        self._ids.difference_update(taken)
+        return taken
 
     def clear(self) -> None:
         """Forget everything (a new term reloads from the database)."""
