@@ -15,10 +15,11 @@ from typing import Any
 import structlog
 
 from common.broker import Broker
+from common.daemon import UNEXPECTED
 from common.db import Database, retention
 from common.db import dispatch as q
 from common.db import epoch as epochs
-from common.errors import BrokerError, FencedOut
+from common.errors import BrokerError, DatabaseError, FencedOut, ServiceError
 from common.messages import RunMessage
 from common.zk import Coordinator
 from schedulerd import metrics
@@ -61,12 +62,19 @@ class Term:
     def run(self) -> None:
         """Lead until stopped, deposed or the ZooKeeper session is lost."""
         self.epoch = self.coord.new_epoch()
-        try:
-            with self.db.transaction() as conn:
-                before = epochs.claim(conn, self.epoch, self.config.node.name)
-        except FencedOut as exc:
-            log.warning("leader_claim_refused", error=str(exc))
-            return
+        while True:
+            try:
+                with self.db.transaction() as conn:
+                    before = epochs.claim(conn, self.epoch, self.config.node.name)
+                break
+            except FencedOut as exc:
+                log.warning("leader_claim_refused", error=str(exc))
+                return
+            except DatabaseError as exc:
+                log.warning("leader_claim_waiting", error=str(exc))
+                if self.should_stop() or not self.may_act():
+                    return
+                time.sleep(1.0)
         if before.last_dispatch_at is not None:
             self.orphan_check = (time.monotonic() + self.cfg.orphan_grace, before.epoch,
                                  before.last_dispatch_at)
@@ -76,7 +84,7 @@ class Term:
                  previous_leader=before.leader)
         try:
             while not self.should_stop() and self.coord.losses == self.losses:
-                self.on_cycle(self.cycle())
+                self.on_cycle(self._guarded_cycle())
                 time.sleep(self._sleep_for())
             if not self.should_stop():
                 log.warning("leader_session_lost", epoch=self.epoch)
@@ -89,6 +97,23 @@ class Term:
             metrics.TIMER_HEAP.set(0)
             self.broker.close()
             log.info("leader_resigned", epoch=self.epoch, published=self.published)
+
+    def _guarded_cycle(self) -> str:
+        """A cycle whose service errors (and bugs) are logged; the term goes on."""
+        try:
+            return self.cycle()
+        except FencedOut:
+            raise
+        except ServiceError as exc:
+            log.warning("leader_cycle_failed", error=str(exc))
+            if isinstance(exc, BrokerError):
+                self.broker.close()
+            time.sleep(0.5)
+            return f"leader: waiting for a service ({exc})"
+        except Exception:  # noqa: BLE001 - the leader must outlive a bug in one cycle
+            log.exception(UNEXPECTED)
+            time.sleep(0.5)
+            return "leader: cycle failed"
 
     def may_act(self) -> bool:
         """The term's ZooKeeper session is the one still connected, with a recent round trip

@@ -13,7 +13,7 @@ from common import logs
 from common.cli import load_or_exit
 from common.daemon import Lifecycle, guarded, sd_notify
 from common.db import Database
-from common.errors import CoordinationError
+from common.errors import CoordinationError, ZeitplanError
 from common.httpd import HttpServer, health_route, metrics_route
 from common.zk import Coordinator
 from schedulerd.config import SchedulerConfig
@@ -78,7 +78,7 @@ class Scheduler:
             while not self.life.stopping.is_set():
                 try:
                     self.coord.contend(self._lead, self.life.stopping)
-                except CoordinationError as exc:
+                except ZeitplanError as exc:
                     log.warning("election_failed", error=str(exc))
                     self.life.sleep(1.0)
         finally:

@@ -13,6 +13,7 @@ import structlog
 
 from common import broker as topo
 from common.broker import Broker, Delivery
+from common.daemon import UNEXPECTED
 from common.db import Connection, Database
 from common.db import dispatch as q
 from common.db import status as store
@@ -54,8 +55,11 @@ class StatusConsumer:
                 self._connect()
                 delay = 0.2
                 self._consume()
-            except (BrokerError, DatabaseError) as exc:
-                log.warning("status_consumer_retrying", error=str(exc), retry_in=delay)
+            except Exception as exc:  # noqa: BLE001 - consuming must go on
+                if isinstance(exc, BrokerError | DatabaseError):
+                    log.warning("status_consumer_retrying", error=str(exc), retry_in=delay)
+                else:
+                    log.exception(UNEXPECTED)
                 self.broker.close()
                 self.pending.clear()  # unacked deliveries come back from the broker
                 time.sleep(delay)

@@ -12,6 +12,7 @@ import structlog
 
 from common import broker as topo
 from common.broker import Broker, Delivery
+from common.daemon import UNEXPECTED
 from common.errors import BrokerError, MessageError
 from common.messages import CancelMessage, decode, encode_batch
 from workerd.outbox import Action, Outbox, Publish, Report, Settle
@@ -51,8 +52,11 @@ class Transport:
                     self.broker.cancel_consumers()
                     self.consuming = False
                 self._perform()
-            except BrokerError as exc:
-                log.warning("broker_unavailable", error=str(exc), retry_in=delay)
+            except Exception as exc:  # noqa: BLE001 - the broker thread must go on
+                if isinstance(exc, BrokerError):
+                    log.warning("broker_unavailable", error=str(exc), retry_in=delay)
+                else:
+                    log.exception(UNEXPECTED)
                 self.broker.close()
                 self.consuming = False
                 time.sleep(delay)

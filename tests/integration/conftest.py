@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from common.daemon import UNEXPECTED
 from common.db import Database
 from common.devcluster import LocalCluster
 from common.devstack import Stack
@@ -103,3 +104,19 @@ def db(stack: Stack) -> Iterator[Database]:
     pool = Database(stack.cluster.settings.pg_dsn, max_size=2, name="tests")
     yield pool
     pool.close()
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the daemons fails when any of them logged the phrase for a bug."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    daemons: Stack = request.getfixturevalue("stack")
+    sizes = {d.name: d.proc.log_path.stat().st_size for d in daemons.daemons}
+    yield
+    for daemon in daemons.daemons:
+        with daemon.proc.log_path.open(errors="replace") as log:
+            log.seek(sizes.get(daemon.name, 0))
+            text = log.read()
+        assert UNEXPECTED not in text, f"{daemon.name} logged a bug:\n{text[-3000:]}"
