@@ -1,0 +1,96 @@
+"""The benchmarks' environment: a LocalCluster with the Zeitplan daemons, always stopped."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from common.db import Database
+from common.devcluster import LocalCluster
+from common.devstack import Stack
+
+SCHEDULERS = 3
+WORKERS = 2
+# Slots per worker: the no-op jobs take no time, so a slot is only ever waiting on the
+# worker's own broker thread; 4 per worker (8 in all, 4 per core) keeps both workers fed
+# without measuring thread contention. Prefetch equals the slot count (workerd's rule).
+WORKER_SLOTS = 4
+SESSION_TIMEOUT = 6.0
+
+
+class Bench:
+    """The running cluster; `start_daemons()` adds 3 schedulers, 2 workers and a database
+    pool (the raw broker benchmark runs before them, on a quiet cluster)."""
+
+    def __init__(self, cluster: LocalCluster, progress: Callable[[str], None]) -> None:
+        self.cluster = cluster
+        self.progress = progress
+        self._stack: Stack | None = None
+        self._db: Database | None = None
+        self.keep_state = False  # set when a benchmark failed: its logs are worth reading
+
+    @property
+    def stack(self) -> Stack:
+        """The daemons, started on first use."""
+        if self._stack is None:
+            self.start_daemons()
+        assert self._stack is not None
+        return self._stack
+
+    @property
+    def db(self) -> Database:
+        """A small pool on the cluster's database (starts the daemons first: they migrate)."""
+        if self._db is None:
+            self.start_daemons()
+        assert self._db is not None
+        return self._db
+
+    def start_daemons(self) -> None:
+        """Migrate, start the daemons and wait until they are healthy and one leads."""
+        if self._stack is not None:
+            return
+        self._stack = Stack(self.cluster, self.cluster.state_dir, schedulers=SCHEDULERS,
+                            workers=WORKERS, worker_slots=WORKER_SLOTS,
+                            session_timeout=SESSION_TIMEOUT)
+        self._stack.start(self.progress, timeout=90.0)
+        self._db = Database(self.cluster.settings.pg_dsn, max_size=2, name="zeitplan-bench")
+
+    def close(self) -> None:
+        """Close the database pool (the cluster stops the daemons)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def new_state_dir() -> Path:
+    """A fresh state directory the postgres user can traverse."""
+    path = Path(tempfile.mkdtemp(prefix="zeitplan-bench-"))
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def environment(*, rabbit_nodes: int, progress: Callable[[str], None],
+                keep: bool = False) -> Iterator[Bench]:
+    """Start the cluster; stop everything on the way out, also on Ctrl-C. The state
+    directory is removed unless `keep` or an error left logs worth reading."""
+    state_dir = new_state_dir()
+    progress(f"starting the local cluster in {state_dir}")
+    cluster = LocalCluster(state_dir, rabbit_nodes=rabbit_nodes, progress=progress)
+    bench = Bench(cluster, progress)
+    failed = True
+    try:
+        cluster.start()
+        yield bench
+        failed = False
+    finally:
+        progress("stopping the local cluster")
+        bench.close()
+        cluster.stop()  # stops the daemons too (the stack added them to the cluster)
+        if failed or keep or bench.keep_state:
+            progress(f"kept state and logs: {state_dir}")
+        else:
+            shutil.rmtree(state_dir, ignore_errors=True)
