@@ -28,7 +28,7 @@ class Migration:
 def available() -> list[Migration]:
     """The migrations shipped with the package, in version order."""
     found = []
-    for entry in resources.files("common.db").joinpath("migrations").iterdir():
+    for entry in resources.files("common.db.migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

@@ -1,0 +1,1 @@
+"""Numbered SQL migrations (data files, read by common.db.migrate)."""
