@@ -63,6 +63,26 @@ def retry_tier(delay: float) -> int:
     return fitting[-1] if fitting else RETRY_TIERS[0]
 
 
+def connection_parameters(urls: Sequence[str], *, heartbeat: int, name: str,
+                          attempts: int = 1) -> list[pika.URLParameters]:
+    """pika parameters for each node URL (tried in order by a connection)."""
+    out = []
+    for url in urls:
+        params = pika.URLParameters(url)
+        params.heartbeat = heartbeat
+        params.blocked_connection_timeout = 30
+        params.connection_attempts = attempts
+        params.socket_timeout = 5
+        params.client_properties = {"connection_name": name}
+        out.append(params)
+    return out
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of a pika exception."""
+    return _describe(exc)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message received from a queue."""
@@ -82,15 +102,8 @@ class Broker:
 
     def __init__(self, urls: Sequence[str], *, heartbeat: int = 10, name: str = "zeitplan",
                  connect_attempts: int = 1) -> None:
-        self._params = []
-        for url in urls:
-            params = pika.URLParameters(url)
-            params.heartbeat = heartbeat
-            params.blocked_connection_timeout = 30
-            params.connection_attempts = connect_attempts
-            params.socket_timeout = 5
-            params.client_properties = {"connection_name": name}
-            self._params.append(params)
+        self._params = connection_parameters(urls, heartbeat=heartbeat, name=name,
+                                             attempts=connect_attempts)
         self._conn: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
 

@@ -128,9 +128,19 @@ def encode(message: Message) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def encode_batch(messages: list[StatusQueueMessage]) -> bytes:
-    """Several status-queue messages in one body (a JSON list)."""
-    return b"[" + b",".join(encode(m) for m in messages) + b"]"
+def encode_batches(messages: list[StatusQueueMessage], limit: int = 1024 * 1024
+                   ) -> list[bytes]:
+    """Status-queue messages as JSON-list bodies of at most about `limit` bytes each (a
+    single larger message gets a body of its own)."""
+    bodies: list[list[bytes]] = []
+    size = limit
+    for body in (encode(m) for m in messages):
+        if size + len(body) > limit:
+            bodies.append([])
+            size = 0
+        bodies[-1].append(body)
+        size += len(body) + 1
+    return [b"[" + b",".join(group) + b"]" for group in bodies]
 
 
 def decode(body: bytes) -> Message:

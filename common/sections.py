@@ -38,7 +38,7 @@ class BrokerSection:
 
     urls: tuple[str, ...] = required()
     heartbeat: int = 10
-    confirm_window: int = 200
+    confirm_window: int = 500
 
     def __post_init__(self) -> None:
         if self.urls is not None:

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from common.broker import Broker
+from common.broker_batch import BatchPublisher, PublishIncomplete
 from common.daemon import UNEXPECTED
 from common.db import Database, retention
 from common.db import dispatch as q
@@ -50,7 +51,10 @@ class Term:
         self.unpublished: list[RunMessage] = []
         self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
                              name=f"schedulerd-leader-{config.node.name}")
-        self.publisher = RunPublisher(self.broker, self.cfg.pools)
+        self.publisher = RunPublisher(
+            self.broker, self.cfg.pools,
+            BatchPublisher(config.broker.urls, heartbeat=config.broker.heartbeat,
+                           name=f"schedulerd-dispatch-{config.node.name}"))
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0
@@ -95,7 +99,7 @@ class Term:
         finally:
             metrics.IS_LEADER.set(0)
             metrics.TIMER_HEAP.set(0)
-            self.broker.close()
+            self.publisher.close()
             log.info("leader_resigned", epoch=self.epoch, published=self.published)
 
     def _guarded_cycle(self) -> str:
@@ -107,7 +111,7 @@ class Term:
         except ServiceError as exc:
             log.warning("leader_cycle_failed", error=str(exc))
             if isinstance(exc, BrokerError):
-                self.broker.close()
+                self.publisher.close()
             time.sleep(0.5)
             return f"leader: waiting for a service ({exc})"
         except Exception:  # noqa: BLE001 - the leader must outlive a bug in one cycle
@@ -196,19 +200,24 @@ class Term:
         return published
 
     def _flush_unpublished(self) -> bool:
-        """Publish what this term claimed; False if something is left (broker or lease)."""
+        """Publish what this term claimed, a window at a time, checking the lease before
+        each window; False if something is left (broker or lease)."""
         while self.unpublished:
             if not self.may_act():
                 return False
-            message = self.unpublished[0]
+            window = self.unpublished[:self.config.broker.confirm_window]
             try:
-                self.publisher.run(message)
-                self.published += 1
+                self.publisher.runs(window)
+                sent = frozenset(range(len(window)))
             except BrokerError as exc:
-                log.warning("publish_failed", run_id=message.run_id, error=str(exc))
-                self.broker.close()
+                sent = exc.confirmed if isinstance(exc, PublishIncomplete) else frozenset()
+                log.warning("publish_failed", unconfirmed=len(window) - len(sent),
+                            error=str(exc))
+            self.published += len(sent)
+            self.unpublished[:len(window)] = [m for n, m in enumerate(window) if n not in sent]
+            if len(sent) < len(window):
+                self.publisher.close()
                 return False
-            self.unpublished.pop(0)
         return True
 
     def _recover(self) -> int:
@@ -275,7 +284,7 @@ class Term:
             log.warning("dead_letter_publish_failed", run_id=row["run_id"], error=str(exc))
 
     def _ensure_broker(self) -> bool:
-        if self.broker.connected:
+        if self.publisher.connected:
             return True
         try:
             self.publisher.connect()

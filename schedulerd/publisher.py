@@ -8,6 +8,7 @@ import structlog
 
 from common import broker as topo
 from common.broker import Broker
+from common.broker_batch import BatchPublisher, Outgoing, PublishIncomplete
 from common.messages import RunMessage, encode
 from schedulerd import metrics
 
@@ -15,30 +16,60 @@ log = structlog.get_logger()
 
 
 class RunPublisher:
-    """Publishes run messages on one Broker, declaring a pool's queues on first use."""
+    """Publishes run messages, declaring a pool's queues on first use. Single messages go
+    through `broker` (confirmed one by one); batches through `batcher` (windowed confirms)."""
 
-    def __init__(self, broker: Broker, pools: tuple[str, ...]) -> None:
+    def __init__(self, broker: Broker, pools: tuple[str, ...],
+                 batcher: BatchPublisher | None = None) -> None:
         self.broker = broker
+        self.batcher = batcher
         self.known_pools = set(pools)
         self.declared: set[str] = set()
 
+    @property
+    def connected(self) -> bool:
+        """Both connections are open."""
+        return self.broker.connected and (self.batcher is None or self.batcher.connected)
+
     def connect(self) -> None:
         """Connect and declare the topology for the configured pools."""
-        self.broker.connect()
-        self.broker.declare_topology(sorted(self.known_pools))
-        self.declared = set(self.known_pools)
+        if not self.broker.connected:
+            self.broker.connect()
+            self.broker.declare_topology(sorted(self.known_pools))
+            self.declared = set(self.known_pools)
+        if self.batcher is not None and not self.batcher.connected:
+            self.batcher.connect()
+
+    def close(self) -> None:
+        """Close both connections."""
+        self.broker.close()
+        if self.batcher is not None:
+            self.batcher.close()
 
     def run(self, message: RunMessage) -> None:
         """Publish one attempt to its pool's queue (confirmed)."""
-        if message.pool not in self.declared:
-            self.broker.declare_topology([message.pool])
-            self.declared.add(message.pool)
+        self._declare([message])
         self.broker.publish(topo.RUNS, topo.run_routing_key(message.pool, message.priority),
                             encode(message), message_id=message.attempt_id)
-        metrics.DISPATCHED.inc()
-        if message.attempt == 1:
-            metrics.DISPATCH_LATENESS.observe(
-                max(0.0, (datetime.now(UTC) - message.scheduled_for).total_seconds()))
+        _count([message])
+
+    def runs(self, messages: list[RunMessage]) -> None:
+        """Publish attempts as one batch; PublishIncomplete names the confirmed ones."""
+        assert self.batcher is not None, "RunPublisher.runs needs a batcher"
+        self._declare(messages)
+        try:
+            self.batcher.publish([Outgoing(
+                topo.RUNS, topo.run_routing_key(m.pool, m.priority), encode(m), m.attempt_id)
+                for m in messages])
+        except PublishIncomplete as exc:
+            _count([m for i, m in enumerate(messages) if i in exc.confirmed])
+            raise
+        _count(messages)
+
+    def _declare(self, messages: list[RunMessage]) -> None:
+        for pool in sorted({m.pool for m in messages} - self.declared):
+            self.broker.declare_topology([pool])
+            self.declared.add(pool)
 
     def dead(self, message: RunMessage, reason: str) -> None:
         """Put a run that is out of attempts in the dead-letter queue, and alert."""
@@ -47,3 +78,12 @@ class RunPublisher:
         metrics.DEAD.inc()
         log.error("run_dead", run_id=message.run_id, job_id=message.job_id,
                   attempt=message.attempt, reason=reason)
+
+
+def _count(messages: list[RunMessage]) -> None:
+    now = datetime.now(UTC)
+    metrics.DISPATCHED.inc(len(messages))
+    for message in messages:
+        if message.attempt == 1:
+            metrics.DISPATCH_LATENESS.observe(
+                max(0.0, (now - message.scheduled_for).total_seconds()))

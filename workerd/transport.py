@@ -14,7 +14,7 @@ from common import broker as topo
 from common.broker import Broker, Delivery
 from common.daemon import UNEXPECTED
 from common.errors import BrokerError, MessageError
-from common.messages import CancelMessage, decode, encode_batch
+from common.messages import CancelMessage, decode, encode_batches
 from workerd.outbox import Action, Outbox, Publish, Report, Settle
 
 log = structlog.get_logger()
@@ -93,30 +93,30 @@ class Transport:
         self.broker.ack(delivery.tag)
 
     def _perform(self) -> None:
-        """Carry out queued actions in order; consecutive reports travel in one message.
-
-        An action leaves `carry` only once performed, so a broken connection loses none.
+        """Carry out the queued actions of one chunk: all its reports first (batched into as
+        few messages as fit), then its publishes and acknowledgements in order. Each
+        acknowledgement still follows every report and publish queued before it, and a chunk
+        costs one confirm wait per report message. An action leaves `carry` only once
+        performed, so a broken connection loses none.
         """
         self.carry.extend(self.outbox.take(BATCH - len(self.carry)))
+        reports = [a for a in self.carry if isinstance(a, Report)]
+        for body in encode_batches([r.message for r in reports]):
+            self.broker.publish(topo.STATUS, topo.STATUS, body)
+        if reports:
+            self.carry = [a for a in self.carry if not isinstance(a, Report)]
         while self.carry:
-            reports: list[Report] = []
-            for action in self.carry:
-                if not isinstance(action, Report):
-                    break
-                reports.append(action)
-            if reports:
-                self.broker.publish(topo.STATUS, topo.STATUS,
-                                    encode_batch([r.message for r in reports]))
-                del self.carry[:len(reports)]
-                continue
             action = self.carry[0]
-            stale = getattr(action, "generation", None) not in (None, self.generation)
-            if isinstance(action, Publish) and not stale:
+            if isinstance(action, Publish) and self._current(action.generation):
                 self.broker.publish(action.exchange, action.routing_key, action.body,
                                     message_id=action.message_id, headers=action.headers)
-            elif isinstance(action, Settle) and not stale:
+            elif isinstance(action, Settle) and self._current(action.generation):
                 if action.ack:
                     self.broker.ack(action.tag)
                 else:
                     self.broker.reject(action.tag, requeue=action.requeue)
             self.carry.pop(0)
+
+    def _current(self, generation: int | None) -> bool:
+        return generation is None or generation == self.generation
+

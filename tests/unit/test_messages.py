@@ -23,7 +23,7 @@ from common.messages import (
     decode,
     decode_batch,
     encode,
-    encode_batch,
+    encode_batches,
 )
 from common.states import RunState
 
@@ -106,11 +106,11 @@ def test_any_bytes_of_output_survive_the_wire(data: bytes, seq: int) -> None:
 
 def test_a_batch_of_status_queue_messages_round_trips_in_order() -> None:
     batch: list[StatusQueueMessage] = [STATUS, HEARTBEAT, LOG, REDELIVERED, STATUS]
-    assert decode_batch(encode_batch(batch)) == batch
+    assert [m for body in encode_batches(batch) for m in decode_batch(body)] == batch
 
 
 def test_an_empty_batch_decodes_to_no_messages() -> None:
-    assert decode_batch(encode_batch([])) == []
+    assert encode_batches([]) == []
 
 
 def test_a_batch_body_may_hold_a_single_message() -> None:
@@ -301,3 +301,11 @@ def test_a_body_at_the_size_limit_is_accepted() -> None:
 
 def test_unknown_extra_fields_are_ignored_for_forward_compatibility() -> None:
     assert decode(body(dict(STATUS_WIRE, added_later=1))) == decode(body(STATUS_WIRE))
+
+
+def test_status_batches_are_split_to_stay_under_the_size_limit() -> None:
+    chunks = [LogMessage(1, 1, "stdout", n, b"x" * 200_000) for n in range(12)]
+    bodies = encode_batches(chunks)
+    assert len(bodies) > 1
+    assert all(len(body) <= 1024 * 1024 + 300_000 for body in bodies)
+    assert [m for body in bodies for m in decode_batch(body)] == chunks
