@@ -21,6 +21,7 @@ class WorkerSection:
     drain_timeout: float = 30.0         # on SIGTERM, let running jobs finish this long
     kill_grace: float = 5.0             # SIGTERM -> SIGKILL on cancel or timeout
     output_limit: int = 1024 * 1024     # bytes kept per stream per attempt
+    prefetch: int = 0                   # unacked deliveries per queue; 0 = 4 x slots
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -29,6 +30,8 @@ class WorkerSection:
             raise ValueError("'worker.concurrency' must be between 0 (CPU count) and 1024")
         if not 0.1 <= self.heartbeat_interval <= 60:
             raise ValueError("'worker.heartbeat_interval' must be between 0.1 and 60 seconds")
+        if not 0 <= self.prefetch <= 10000:
+            raise ValueError("'worker.prefetch' must be between 0 (4 x slots) and 10000")
         if self.drain_timeout < 0 or self.kill_grace < 0 or self.output_limit < 1024:
             raise ValueError("'worker.drain_timeout', 'kill_grace' must not be negative and "
                              "'output_limit' must be at least 1024")
@@ -37,6 +40,12 @@ class WorkerSection:
     def slots(self) -> int:
         """Attempts run at once."""
         return self.concurrency or os.cpu_count() or 1
+
+    @property
+    def window(self) -> int:
+        """Deliveries each queue may have unacknowledged here: enough to keep the slots
+        busy while outcomes are reported (a delivery that never starts goes back)."""
+        return self.prefetch or 4 * self.slots
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Worker:
         self.transport = Transport(
             Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
                    name=f"workerd-{self.name}"),
-            self.outbox, config.worker.pools, slots, self.executor.submit,
+            self.outbox, config.worker.pools, config.worker.window, self.executor.submit,
             self.executor.cancel)
         self.exit_transport = threading.Event()
         self.http = HttpServer(config.http.address, {
