@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import TypeVar
@@ -21,3 +22,18 @@ def load_or_exit(cls: type[T], path: Path | None, program: str) -> T:
         for problem in exc.problems:
             print(f"{program}: config error: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def daemon_config(cls: type[T], program: str, description: str | None,
+                  argv: list[str] | None) -> T | None:
+    """Parse `-c FILE` and `--check-config`; the loaded config, or None after a check."""
+    parser = argparse.ArgumentParser(prog=program, description=description)
+    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the config and exit (0: valid, 2: invalid)")
+    args = parser.parse_args(argv)
+    config = load_or_exit(cls, args.config, program)
+    if args.check_config:
+        print(f"{program}: config {args.config or '<defaults>'} is valid")
+        return None
+    return config

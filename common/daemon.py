@@ -108,3 +108,20 @@ def guarded(fn: Callable[..., Any], *args: Any) -> Callable[[], None]:
         except Exception:  # noqa: BLE001 - a thread's last line of defence
             log.exception(UNEXPECTED, thread=threading.current_thread().name)
     return run
+
+
+def connect_with_backoff(connect: Callable[[], None], life: Lifecycle, *, service: str,
+                         error: type[Exception]) -> bool:
+    """Call `connect` until it succeeds (True) or a stop is requested (False), backing off
+    from 0.5 s to 10 s and saying why the process is not ready meanwhile."""
+    delay = 0.5
+    while not life.stopping.is_set():
+        try:
+            connect()
+            return True
+        except error as exc:
+            life.ready_reason = f"{service} unreachable"
+            log.warning("service_unreachable", service=service, error=str(exc), retry_in=delay)
+            life.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    return False

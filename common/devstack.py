@@ -19,6 +19,20 @@ from common.devcluster.ports import free_ports
 from common.errors import HarnessError
 
 
+def health_of(port: int) -> dict[str, Any] | None:
+    """The /health document served on 127.0.0.1:`port` (also when it says 503), or None
+    when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1.0) as resp:
+            body: dict[str, Any] = json.loads(resp.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        doc: dict[str, Any] = json.loads(exc.read() or b"{}")
+        return doc
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class Daemon:
     """One schedulerd or workerd process of the stack."""
@@ -31,16 +45,7 @@ class Daemon:
 
     def health(self) -> dict[str, Any] | None:
         """The /health document, or None when the process does not answer."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health",
-                                        timeout=1.0) as resp:
-                body: dict[str, Any] = json.loads(resp.read())
-                return body
-        except urllib.error.HTTPError as exc:
-            body = json.loads(exc.read() or b"{}")
-            return body
-        except (OSError, ValueError):
-            return None
+        return health_of(self.http_port)
 
     def role(self) -> str:
         """leader, standby or worker when up; down or starting otherwise."""
@@ -58,7 +63,9 @@ class Stack:
     def __init__(self, cluster: LocalCluster, state_dir: Path, *, schedulers: int = 3,
                  workers: int = 2, worker_slots: int = 4, session_timeout: float = 6.0,
                  pools: tuple[str, ...] = ("default",), log_format: str = "json",
-                 extra: dict[str, dict[str, Any]] | None = None) -> None:
+                 extra: dict[str, dict[str, Any]] | None = None,
+                 connect: Callable[[str, str], dict[str, dict[str, Any]]] | None = None
+                 ) -> None:
         self.cluster = cluster
         self.dir = state_dir / "daemons"
         self.schedulers_wanted = schedulers
@@ -68,6 +75,9 @@ class Stack:
         self.pools = pools
         self.log_format = log_format
         self.extra = extra or {}
+        # (kind, name) -> section overrides applied after `extra`: the fault tests route
+        # one daemon's connections through proxies this way.
+        self.connect = connect
         self.daemons: list[Daemon] = []
 
     @property
@@ -127,6 +137,9 @@ class Stack:
             sections["worker"] = {"pools": list(self.pools), "concurrency": self.worker_slots}
         for section, values in self.extra.get(kind, {}).items():
             sections.setdefault(section, {}).update(values)
+        if self.connect is not None:
+            for section, values in self.connect(kind, name).items():
+                sections.setdefault(section, {}).update(values)
         return "".join(f"[{section}]\n" + "".join(
             f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
             for section, values in sections.items())

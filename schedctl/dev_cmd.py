@@ -9,14 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 
 from common.db import Database
+from common.devstack import health_of
 from schedctl.context import handle_errors, table, to_json
 from schedctl.devserver import INFO_FILE, serve
 from schedctl.run_cmd import render, summary
@@ -122,18 +121,6 @@ def _up_detached(state_dir: Path, demo: bool) -> None:
     raise click.ClickException(f"the cluster did not start within 180 s; see {log}")
 
 
-def _health(port: int) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
-            doc: dict[str, Any] = json.loads(resp.read())
-            return doc
-    except urllib.error.HTTPError as exc:
-        doc = json.loads(exc.read() or b"{}")
-        return doc
-    except (OSError, ValueError):
-        return {}
-
-
 def _alive(pid: Any) -> bool:
     try:
         os.kill(int(pid), 0)
@@ -160,7 +147,7 @@ def status(state_dir: Path, output: str) -> None:
                      "role": "running" if _alive(svc.get("pid")) else "down",
                      "ports": svc.get("ports", {})})
     for daemon in info["daemons"]:
-        doc = _health(daemon["ports"]["http"]) if _alive(daemon["pid"]) else {}
+        doc = (health_of(daemon["ports"]["http"]) or {}) if _alive(daemon["pid"]) else {}
         role = doc.get("role", "worker" if doc and daemon["kind"] == "workerd" else "down")
         rows.append({"name": daemon["name"], "kind": daemon["kind"], "pid": daemon["pid"],
                      "role": role, "ports": daemon["ports"]})

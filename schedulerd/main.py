@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
-from pathlib import Path
 
 import structlog
 
 from common import logs
-from common.cli import load_or_exit
-from common.daemon import Lifecycle, guarded, sd_notify
+from common.cli import daemon_config
+from common.daemon import Lifecycle, connect_with_backoff, guarded, sd_notify
 from common.db import Database
 from common.errors import CoordinationError, ZeitplanError
 from common.httpd import HttpServer, health_route, metrics_route
@@ -25,14 +23,8 @@ log = structlog.get_logger()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `schedulerd` command."""
-    parser = argparse.ArgumentParser(prog="schedulerd", description=__doc__)
-    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the config and exit (0: valid, 2: invalid)")
-    args = parser.parse_args(argv)
-    config = load_or_exit(SchedulerConfig, args.config, "schedulerd")
-    if args.check_config:
-        print(f"schedulerd: config {args.config or '<defaults>'} is valid")
+    config = daemon_config(SchedulerConfig, "schedulerd", __doc__, argv)
+    if config is None:
         return
     logs.configure(config.log.level, config.log.format)
     Scheduler(config).serve()
@@ -63,8 +55,8 @@ class Scheduler:
         self.http.start()
         log.info("schedulerd_starting", node=self.config.node.name, http_port=self.http.port)
         try:
-            self._connect_zookeeper()
-            if self.life.stopping.is_set():
+            if not connect_with_backoff(self.coord.start, self.life, service="ZooKeeper",
+                                        error=CoordinationError):
                 return
             consumer = StatusConsumer(self.config, self.db, self.life.stopping.is_set,
                                       self.life.beat)
@@ -87,18 +79,6 @@ class Scheduler:
             self.coord.stop()
             self.http.stop()
             self.db.close()
-
-    def _connect_zookeeper(self) -> None:
-        delay = 0.5
-        while not self.life.stopping.is_set():
-            try:
-                self.coord.start()
-                return
-            except CoordinationError as exc:
-                self.life.ready_reason = "ZooKeeper unreachable"
-                log.warning("zookeeper_unreachable", error=str(exc), retry_in=delay)
-                self.life.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _lead(self) -> None:
         self.role = "leader"

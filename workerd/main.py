@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import threading
-from pathlib import Path
 
 import structlog
 
 from common import logs
 from common.broker import Broker
-from common.cli import load_or_exit
-from common.daemon import Lifecycle, guarded, sd_notify
+from common.cli import daemon_config
+from common.daemon import Lifecycle, connect_with_backoff, guarded, sd_notify
 from common.errors import CoordinationError
 from common.httpd import HttpServer, health_route, metrics_route
 from common.zk import Coordinator
@@ -28,14 +26,8 @@ log = structlog.get_logger()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `workerd` command."""
-    parser = argparse.ArgumentParser(prog="workerd", description=__doc__)
-    parser.add_argument("-c", "--config", type=Path, help="TOML config file")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the config and exit (0: valid, 2: invalid)")
-    args = parser.parse_args(argv)
-    config = load_or_exit(WorkerConfig, args.config, "workerd")
-    if args.check_config:
-        print(f"workerd: config {args.config or '<defaults>'} is valid")
+    config = daemon_config(WorkerConfig, "workerd", __doc__, argv)
+    if config is None:
         return
     logs.configure(config.log.level, config.log.format)
     Worker(config).serve()
@@ -80,8 +72,8 @@ class Worker:
         transport = threading.Thread(
             target=guarded(self.transport.run, self.exit_transport.is_set), name="broker")
         try:
-            self._connect_zookeeper()
-            if self.life.stopping.is_set():
+            if not connect_with_backoff(self.coord.start, self.life, service="ZooKeeper",
+                                        error=CoordinationError):
                 return
             self.executor.start()
             transport.start()
@@ -98,18 +90,6 @@ class Worker:
             self.coord.stop()
             self.http.stop()
             log.info("workerd_stopped", node=self.name)
-
-    def _connect_zookeeper(self) -> None:
-        delay = 0.5
-        while not self.life.stopping.is_set():
-            try:
-                self.coord.start()
-                return
-            except CoordinationError as exc:
-                self.life.ready_reason = "ZooKeeper unreachable"
-                log.warning("zookeeper_unreachable", error=str(exc), retry_in=delay)
-                self.life.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _cycle(self) -> float:
         """Heartbeat: report running attempts, refresh the ZooKeeper registration."""

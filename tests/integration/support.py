@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -124,3 +125,13 @@ def dead_letters(cluster: LocalCluster) -> list[RunMessage | bytes]:
     finally:
         broker.close()
     return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie has stopped running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1][0] != "Z"

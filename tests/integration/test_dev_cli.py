@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import wait_for
+from tests.integration.support import alive, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,15 +23,6 @@ def schedctl(*args: str, env: dict[str, str], check: bool = True
     if check and result.returncode != 0:
         pytest.fail(f"schedctl {' '.join(args)} exited {result.returncode}: {result.stderr}")
     return result
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ")[1][0] != "Z"
 
 
 def test_a_detached_dev_cluster_runs_jobs_from_the_cli_and_stops_completely(
@@ -68,6 +59,6 @@ def test_a_detached_dev_cluster_runs_jobs_from_the_cli_and_stops_completely(
     finally:
         schedctl("dev", "down", env=env)
     pids = [p["pid"] for p in processes if p["pid"]]
-    wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "every process to stop")
+    wait_for(lambda: not any(alive(pid) for pid in pids), 30, "every process to stop")
     again = schedctl("dev", "status", env=env, check=False)
     assert again.returncode != 0 and "no cluster" in again.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from common.devstack import Stack
 from common.messages import RunMessage
 from schedctl.services import Broadcast
 from tests.integration.support import (
+    alive,
     create,
     dead_letters,
     executions,
@@ -107,21 +107,11 @@ def test_cancelling_a_running_job_stops_its_process_within_two_seconds(
     began = time.monotonic()
     jobops.cancel_run(db, run["id"], actor="test",
                       notify=Broadcast(list(stack.cluster.settings.amqp_urls)))
-    wait_for(lambda: not _alive(pid), 5, "the process to stop", every=0.02)
+    wait_for(lambda: not alive(pid), 5, "the process to stop", every=0.02)
     stopped = time.monotonic() - began
     print(f"process stopped {stopped:.2f} s after the cancel")
     assert stopped < 2.0
     wait_for(lambda: first_state(db, job["id"]) == "cancelled", 10, "state cancelled")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it has stopped running.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ")[1][0] != "Z"
 
 
 def _intervals(book: Path) -> list[tuple[float, float]]:
