@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +19,7 @@ from common.schedule.backoff import Backoff
 CONCURRENCY = ("allow", "forbid", "queue_one", "replace")
 MISFIRE = ("fire_once", "fire_all", "skip")
 JOB_STATES = ("active", "paused", "cancelled", "completed")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LONGEST_S = 100 * 365.25 * 86400
 POOL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -105,8 +106,12 @@ def backoff_of(spec: Any) -> Backoff:
 
 def schedule_of(job: dict[str, Any]) -> Schedule:
     """The schedule of a stored job row (re-parsed; the row was validated when stored)."""
-    return _cached_schedule(job["schedule_kind"], job["schedule_expr"], job["time_zone"],
-                            job["dst_nonexistent"], job["dst_ambiguous"], job["anchor_at"])
+    kind = job["schedule_kind"]
+    # Only immediate and interval schedules depend on their anchor; keying the others
+    # without it lets thousands of jobs with the same cron share one parsed schedule.
+    anchor = job["anchor_at"] if kind in ("now", "every") else _EPOCH
+    return _cached_schedule(kind, job["schedule_expr"], job["time_zone"],
+                            job["dst_nonexistent"], job["dst_ambiguous"], anchor)
 
 
 @lru_cache(maxsize=4096)
