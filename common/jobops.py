@@ -87,17 +87,21 @@ def run_now(db: Database, ref: str, *, actor: str) -> dict[str, Any]:
 
 
 def cancel_run(db: Database, run_id: int, *, actor: str, notify: Notify) -> dict[str, Any]:
-    """Cancel one run: pending, it never starts; running, its attempt is stopped."""
+    """Cancel one run: pending, it never starts (a message already queued or waiting for
+    its retry is dropped by the worker that receives it); running, its attempt is stopped."""
     with db.transaction() as conn:
-        row = conn.execute(
-            "UPDATE runs SET state = CASE WHEN state IN ('scheduled', 'queued', 'retrying') "
-            "THEN 'cancelled' ELSE state END, reason = CASE WHEN state IN ('scheduled', "
-            "'queued', 'retrying') THEN 'cancelled by ' || %s ELSE reason END, "
-            "finished_at = CASE WHEN state IN ('scheduled', 'queued', 'retrying') THEN now() "
-            "ELSE finished_at END WHERE id = %s RETURNING *", (actor, run_id)).fetchone()
-        if row is None:
+        before = conn.execute("SELECT state FROM runs WHERE id = %s FOR UPDATE",
+                              (run_id,)).fetchone()
+        if before is None:
             raise InvalidInput(f"no run with id {run_id}")
+        row = conn.execute(
+            "UPDATE runs SET state = 'cancelled', reason = 'cancelled by ' || %s, "
+            "finished_at = now(), updated_at = now() WHERE id = %s "
+            "AND state IN ('scheduled', 'queued', 'retrying') RETURNING *",
+            (actor, run_id)).fetchone() or conn.execute(
+            "SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
+        assert row is not None
         store.audit(conn, actor, "run.cancel", row["job_id"], {"run_id": run_id})
-    if row["state"] == "running":
+    if before["state"] in ("queued", "running", "retrying"):
         notify(CancelMessage(run_id=run_id, job_id=None, reason=f"cancelled by {actor}"))
     return row

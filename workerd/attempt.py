@@ -65,7 +65,7 @@ class AttemptRunner:
         self.stop = stop
 
     def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
-               cancelled_job: bool) -> None:
+               cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
         settle = Settle(delivery.tag, generation)
         now = utcnow()
@@ -74,6 +74,9 @@ class AttemptRunner:
             # known to the database only, so the schedulers decide.
             self.outbox.put(Report(RedeliveredMessage(message.run_id, message.attempt,
                                                       self.worker, now)), settle)
+            return
+        if cancelled:
+            self._final(message, S.CANCELLED, settle, reason="cancelled before it started")
             return
         if message.not_before and message.not_before > now:
             wait = (message.not_before - now).total_seconds()
@@ -88,9 +91,6 @@ class AttemptRunner:
         if message.start_deadline and utcnow() > message.start_deadline:
             self._final(message, S.SKIPPED, settle,
                         reason=f"start deadline missed: {message.start_deadline.isoformat()}")
-            return
-        if cancelled_job:
-            self._final(message, S.CANCELLED, settle, reason="job cancelled")
             return
         admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
                           self.cfg.kill_grace)

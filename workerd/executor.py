@@ -17,7 +17,7 @@ from workerd.attempt import AttemptRunner, Slot, utcnow
 from workerd.outbox import Outbox, Report, Settle
 
 log = structlog.get_logger()
-CANCELLED_JOB_MEMORY = 3600.0  # seconds a job cancellation is remembered
+CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
 
 
 class Executor:
@@ -32,7 +32,7 @@ class Executor:
         self._order = itertools.count()
         self._running: dict[int, Slot] = {}
         self._lock = threading.Lock()
-        self._cancelled_jobs: dict[int, float] = {}
+        self._cancelled: dict[tuple[str, int], float] = {}  # ("job"|"run", id) -> until
         self._taking = threading.Event()
         self._taking.set()
         self._threads = [threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)
@@ -58,9 +58,15 @@ class Executor:
         self._buffer.put((-message.priority, next(self._order), delivery, generation, message))
 
     def cancel(self, message: CancelMessage) -> None:
-        """Stop matching attempts now; remember a cancelled job for later deliveries."""
+        """Stop matching attempts now; remember the cancellation for later deliveries (a
+        queued message or a retry waiting in a tier queue)."""
+        until = time.monotonic() + CANCEL_MEMORY
         if message.job_id is not None:
-            self._cancelled_jobs[message.job_id] = time.monotonic() + CANCELLED_JOB_MEMORY
+            self._cancelled[("job", message.job_id)] = until
+        if message.run_id is not None:
+            self._cancelled[("run", message.run_id)] = until
+        now = time.monotonic()
+        self._cancelled = {k: t for k, t in self._cancelled.items() if t > now}
         with self._lock:
             for slot in self._running.values():
                 if slot.message.run_id == message.run_id or \
@@ -85,10 +91,11 @@ class Executor:
                 self._running[message.run_id] = slot
             metrics.RUNNING.set(len(self._running))
             try:
-                self.runner.handle(delivery, generation, message, slot,
-                                   self._job_cancelled(message.job_id))
+                self.runner.handle(delivery, generation, message, slot, self._was_cancelled(
+                    message))
             except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
                 log.warning("attempt_not_started", run_id=message.run_id, error=str(exc))
+                self.runner.stop.wait(1.0)  # do not spin while the service is down
                 self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
             except Exception:  # noqa: BLE001 - never lose a slot thread
                 log.exception("unexpected error, please report", run_id=message.run_id)
@@ -98,9 +105,10 @@ class Executor:
                     self._running.pop(message.run_id, None)
                 metrics.RUNNING.set(len(self._running))
 
-    def _job_cancelled(self, job_id: int) -> bool:
-        until = self._cancelled_jobs.get(job_id)
-        return until is not None and until > time.monotonic()
+    def _was_cancelled(self, message: RunMessage) -> bool:
+        now = time.monotonic()
+        return any(self._cancelled.get(key, 0.0) > now
+                   for key in (("job", message.job_id), ("run", message.run_id)))
 
     # -- heartbeats and drain ----------------------------------------------------------
     def running(self) -> list[tuple[int, int]]:

@@ -10,7 +10,8 @@ import pytest
 from common import jobops
 from common.db import Database
 from common.devstack import Stack
-from tests.integration.support import create, ledger_command, runs, wait_for
+from schedctl.services import Broadcast
+from tests.integration.support import create, ledger, ledger_command, runs, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -73,3 +74,21 @@ def test_a_job_that_asks_for_it_is_paused_after_consecutive_dead_runs(
     dead = [r for r in runs(db, job["id"]) if r["state"] == "dead"]
     assert len(dead) >= 3
     assert _job(db, job["id"])["consecutive_failures"] >= 3
+
+
+def test_cancelling_a_run_waiting_for_its_retry_stops_further_attempts(
+        stack: Stack, db: Database, tmp_path: Path) -> None:
+    book = tmp_path / "ledger"
+    job = create(db, "cancel-retry", command=ledger_command(book) + "; exit 1",
+                 max_attempts=3, backoff_base_s=3.0)
+    run = wait_for(lambda: [r for r in runs(db, job["id"]) if r["state"] == "retrying"], 30,
+                   "the first attempt to fail")[0]
+    jobops.cancel_run(db, run["id"], actor="test",
+                      notify=Broadcast(list(stack.cluster.settings.amqp_urls)))
+    time.sleep(8)
+    with db.transaction() as conn:
+        attempts = conn.execute("SELECT attempt FROM run_attempts WHERE run_id = %s",
+                                (run["id"],)).fetchall()
+    assert [a["attempt"] for a in attempts] == [1]
+    assert runs(db, job["id"])[0]["state"] == "cancelled"
+    assert len(ledger(book)) == 1  # the retry never executed
