@@ -58,12 +58,10 @@ class Scheduler:
             if not connect_with_backoff(self.coord.start, self.life, service="ZooKeeper",
                                         error=CoordinationError):
                 return
-            consumer = StatusConsumer(self.config, self.db, self.life.stopping.is_set,
-                                      self.life.beat)
+            consumer = StatusConsumer(self.config, self.db, self.life)
             threading.Thread(target=guarded(consumer.run), daemon=True,
                              name="status-consumer").start()
             self.coord.register("schedulers", {"http_port": self.http.port, "pid": _pid()})
-            self.life.ready_reason = None
             self.role = "standby"
             sd_notify("READY=1", "STATUS=standby")
             log.info("schedulerd_ready", node=self.config.node.name, http_port=self.http.port)

@@ -7,13 +7,12 @@ nothing (events are applied forward-only, logs and attempts are upserts).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import structlog
 
 from common import broker as topo
 from common.broker import Broker, Delivery
-from common.daemon import UNEXPECTED
+from common.daemon import UNEXPECTED, Lifecycle
 from common.db import Connection, Database
 from common.db import dispatch as q
 from common.db import status as store
@@ -36,12 +35,11 @@ log = structlog.get_logger()
 class StatusConsumer:
     """Consumes `zeitplan.status` on its own thread and connection."""
 
-    def __init__(self, config: SchedulerConfig, db: Database,
-                 should_stop: Callable[[], bool], on_cycle: Callable[[], None]) -> None:
+    def __init__(self, config: SchedulerConfig, db: Database, life: Lifecycle) -> None:
         self.cfg = config.status
         self.db = db
-        self.should_stop = should_stop
-        self.on_cycle = on_cycle
+        self.life = life
+        self.should_stop = life.stopping.is_set
         self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
                              name=f"schedulerd-status-{config.node.name}")
         self.publisher = RunPublisher(self.broker, config.leader.pools)
@@ -57,6 +55,9 @@ class StatusConsumer:
                 self._consume()
             except Exception as exc:  # noqa: BLE001 - consuming must go on
                 if isinstance(exc, BrokerError | DatabaseError):
+                    self.life.ready_reason = ("database unreachable"
+                                              if isinstance(exc, DatabaseError)
+                                              else "RabbitMQ unreachable")
                     log.warning("status_consumer_retrying", error=str(exc), retry_in=delay)
                 else:
                     log.exception(UNEXPECTED)
@@ -78,11 +79,13 @@ class StatusConsumer:
         last_flush = time.monotonic()
         while not self.should_stop():
             self.broker.process(self.cfg.flush_interval)
-            self.on_cycle()
+            self.life.beat()
             due = time.monotonic() - last_flush >= self.cfg.flush_interval
             if self.pending and (len(self.pending) >= self.cfg.batch or due):
                 self.flush()
                 last_flush = time.monotonic()
+            if self.life.ready_reason is not None and not self.pending:
+                self.life.ready_reason = None if self.db.ping() else "database unreachable"
 
     def flush(self) -> None:
         """Apply the pending deliveries in one transaction, then acknowledge them."""

@@ -10,6 +10,10 @@ from common.db import Connection
 from common.messages import HeartbeatMessage, LogMessage, StatusMessage
 from common.states import RunState, RunStatus, StatusEvent, apply_event
 
+# An attempt's own outcomes; queued, retrying, dead and skipped describe the run.
+_ATTEMPT_STATES = frozenset({RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED,
+                             RunState.TIMED_OUT, RunState.CANCELLED})
+
 
 @dataclass
 class Applied:
@@ -47,7 +51,8 @@ def apply(conn: Connection, events: Sequence[StatusMessage]) -> Applied:
             continue
         result.moved += 1
         changed[event.run_id] = moved
-        attempts[(event.run_id, moved.attempt)] = moved
+        if moved.state in _ATTEMPT_STATES:
+            attempts[(event.run_id, moved.attempt)] = moved
     if changed:
         _write_runs(conn, changed)
         _write_attempts(conn, attempts)
@@ -78,7 +83,7 @@ def _write_runs(conn: Connection, changed: dict[int, RunStatus]) -> None:
 
 
 def _write_attempts(conn: Connection, attempts: dict[tuple[int, int], RunStatus]) -> None:
-    items = [(k, s) for k, s in attempts.items() if s.state is not RunState.QUEUED]
+    items = list(attempts.items())
     if not items:
         return
     conn.execute(
