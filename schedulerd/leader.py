@@ -7,6 +7,7 @@ paused or partitioned leader neither writes nor publishes once deposed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,12 +41,12 @@ class Term:
     """The leader's state for one term; `run()` returns when the term ends."""
 
     def __init__(self, config: SchedulerConfig, db: Database, coord: Coordinator,
-                 should_stop: Callable[[], bool], on_cycle: Callable[[str], None]) -> None:
+                 stop: threading.Event, on_cycle: Callable[[str], None]) -> None:
         self.cfg = config.leader
         self.config = config
         self.db = db
         self.coord = coord
-        self.should_stop = should_stop
+        self.stop = stop
         self.on_cycle = on_cycle
         self.heap = TimerHeap()
         self.unpublished: list[RunMessage] = []
@@ -76,9 +77,9 @@ class Term:
                 return
             except DatabaseError as exc:
                 log.warning("leader_claim_waiting", error=str(exc))
-                if self.should_stop() or not self.may_act():
+                if self.stop.is_set() or not self.may_act():
                     return
-                time.sleep(1.0)
+                self.stop.wait(1.0)
         if before.last_dispatch_at is not None:
             self.orphan_check = (time.monotonic() + self.cfg.orphan_grace, before.epoch,
                                  before.last_dispatch_at)
@@ -87,10 +88,10 @@ class Term:
         log.info("leader_elected", epoch=self.epoch, previous_epoch=before.epoch,
                  previous_leader=before.leader)
         try:
-            while not self.should_stop() and self.coord.losses == self.losses:
+            while not self.stop.is_set() and self.coord.losses == self.losses:
                 self.on_cycle(self._guarded_cycle())
-                time.sleep(self._sleep_for())
-            if not self.should_stop():
+                self.stop.wait(self._sleep_for())  # a SIGTERM wakes it at once
+            if not self.stop.is_set():
                 log.warning("leader_session_lost", epoch=self.epoch)
             else:
                 self._flush_unpublished()
@@ -112,11 +113,11 @@ class Term:
             log.warning("leader_cycle_failed", error=str(exc))
             if isinstance(exc, BrokerError):
                 self.publisher.close()
-            time.sleep(0.5)
+            self.stop.wait(0.5)
             return f"leader: waiting for a service ({exc})"
         except Exception:  # noqa: BLE001 - the leader must outlive a bug in one cycle
             log.exception(UNEXPECTED)
-            time.sleep(0.5)
+            self.stop.wait(0.5)
             return "leader: cycle failed"
 
     def may_act(self) -> bool:

@@ -82,7 +82,7 @@ class Scheduler:
         self.role = "leader"
         sd_notify("STATUS=leader")
         try:
-            Term(self.config, self.db, self.coord, self.life.stopping.is_set,
+            Term(self.config, self.db, self.coord, self.life.stopping,
                  self._leader_cycle).run()
         finally:
             self.role = "standby"

@@ -120,6 +120,8 @@ def test_a_terminated_leader_hands_over_within_a_second(stack: Stack, db: Databa
     assert handover < 1.0
     job = create(db, "after-handover", command="true")
     wait_for(lambda: first_state(db, job["id"]) == "succeeded", 30, "a run under the new leader")
+    wait_for(lambda: not old.proc.is_running(), 30, "the old leader to exit")
+    assert old.proc.returncode == 0
     heal(stack)
 
 
