@@ -1,8 +1,8 @@
 """A RabbitMQ cluster on one host: private epmd, private HOME and cookie, one dir per node.
 
-All nodes start at once. The first has no peers configured and boots alone; the others
-list only the first (classic_config peer discovery) and retry until it lets them join, so
-they cannot form a second cluster among themselves. The cluster is ready when rabbitmqctl's
+The first node has no peers configured and boots alone; once it answers AMQP the others
+start together, listing only the first (classic_config peer discovery), so they cannot form
+a second cluster among themselves. The cluster is ready when rabbitmqctl's
 cluster_status lists every node as running.
 """
 
@@ -162,9 +162,14 @@ def bring_up(epmd: ManagedProcess, nodes: list[RabbitNode], timeout: float) -> N
     epmd_port = nodes[0].ports["epmd"]
     wait_for(lambda: ports.accepts(epmd_port), timeout, name=epmd.name,
              log_path=epmd.log_path, what="listening", process=epmd)
-    for node in nodes:
+    # The first node starts alone: a peer that boots while it is not up yet can initialise
+    # a schema of its own and then fail to join (seen under load as a mnesia
+    # table_attributes_mismatch). The others then join it together.
+    nodes[0].start()
+    _wait_amqp(nodes[0], timeout)
+    for node in nodes[1:]:
         node.start()
-    for node in nodes:
+    for node in nodes[1:]:
         _wait_amqp(node, timeout)
     first = nodes[0]
     expected = {node.nodename for node in nodes}
