@@ -134,7 +134,9 @@ class Stack:
             sections["database"] = {"dsn": s.pg_dsn}
             sections["leader"] = {"pools": list(self.pools)}
         else:
-            sections["worker"] = {"pools": list(self.pools), "concurrency": self.worker_slots}
+            # A short drain: stopping a local cluster should not wait for long demo jobs.
+            sections["worker"] = {"pools": list(self.pools), "concurrency": self.worker_slots,
+                                  "drain_timeout": 5.0}
         for section, values in self.extra.get(kind, {}).items():
             sections.setdefault(section, {}).update(values)
         if self.connect is not None:

@@ -68,17 +68,22 @@ def up(state_dir: Path, detach: bool, demo: bool, view: bool) -> None:
         return
     say = lambda line: click.echo(f"[dev] {line}", err=True)  # noqa: E731
     stop_view = threading.Event()
+    views: list[threading.Thread] = []
 
     def ready(info: dict[str, Any]) -> None:
         click.echo("\nThe cluster is up. In another shell:\n" + _exports(info) + "\n"
                    "  schedctl job list; schedctl run watch; schedctl job cancel "
                    "long-job-cancel-me\nCtrl-C stops everything.\n", err=True)
         if view:
-            threading.Thread(target=_live_view, args=(info, stop_view), daemon=True).start()
-    try:
-        serve(state_dir, progress=say, demo=demo, ready=ready)
-    finally:
+            views.append(threading.Thread(target=_live_view, args=(info, stop_view),
+                                          daemon=True))
+            views[0].start()
+
+    def end_view() -> None:
         stop_view.set()
+        for thread in views:
+            thread.join(timeout=5)
+    serve(state_dir, progress=say, demo=demo, ready=ready, before_stop=end_view)
 
 
 def _live_view(info: dict[str, Any], stop: threading.Event) -> None:
@@ -89,7 +94,8 @@ def _live_view(info: dict[str, Any], stop: threading.Event) -> None:
             text = render(summary(db))
         except Exception as exc:  # noqa: BLE001 - the view must not end the cluster
             text = f"(view unavailable: {exc})"
-        click.echo("\n" + text, err=True)
+        # On a terminal the view redraws in place; otherwise it appends (logs, CI).
+        click.echo(("\x1b[2J\x1b[H" if sys.stderr.isatty() else "\n") + text, err=True)
         stop.wait(3.0)
     db.close()
 

@@ -43,7 +43,8 @@ def demo_jobs() -> list[JobSpec]:
 
 def serve(state_dir: Path, *, progress: Callable[[str], None], demo: bool,
           schedulers: int = 3, workers: int = 2,
-          ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+          ready: Callable[[dict[str, Any]], None] | None = None,
+          before_stop: Callable[[], None] | None = None) -> None:
     """Start everything, write `stack.json`, then wait for SIGTERM/SIGINT and stop it all."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -68,6 +69,8 @@ def serve(state_dir: Path, *, progress: Callable[[str], None], demo: bool,
             ready(info)
         stop.wait()
     finally:
+        if before_stop:
+            before_stop()
         progress("stopping every process")
         cluster.stop()
         (state_dir / INFO_FILE).unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from schedctl.db_cmd import db
@@ -23,6 +25,8 @@ def cli() -> None:
 
 for group in (job, run, schedule, db, dev):
     cli.add_command(group)
+# The pool retries in the background; a command reports a failure itself, once.
+logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 
 if __name__ == "__main__":
     cli()
