@@ -6,6 +6,7 @@ Used by the integration tests and by ``schedctl dev up``.
 from common.devcluster.cluster import LocalCluster
 from common.devcluster.node import ServiceNode
 from common.devcluster.process import ManagedProcess
+from common.devcluster.proxy import TcpProxy
 from common.devcluster.settings import ClusterSettings
 
-__all__ = ["ClusterSettings", "LocalCluster", "ManagedProcess", "ServiceNode"]
+__all__ = ["ClusterSettings", "LocalCluster", "ManagedProcess", "ServiceNode", "TcpProxy"]
