@@ -12,7 +12,8 @@ Topology (declared idempotently by every daemon at start):
   of N seconds that dead-letter back to ``zeitplan.runs`` with the original routing key;
 * ``zeitplan.dead`` (fanout) → quorum queue ``zeitplan.dead``: runs out of attempts and
   messages that cannot be parsed (run queues dead-letter rejected messages here);
-* ``zeitplan.status`` (direct) → quorum queue ``zeitplan.status``, consumed by schedulers;
+* ``zeitplan.status`` (direct) → quorum queue ``zeitplan.status``, consumed by one
+  scheduler at a time (single active consumer), in order;
 * ``zeitplan.control`` (fanout) → one exclusive queue per worker, for cancellation.
 """
 
@@ -144,8 +145,11 @@ class Broker:
                 ch.exchange_declare(exchange, exchange_type=kind, durable=True)
             ch.queue_declare(DEAD, durable=True, arguments=quorum)
             ch.queue_bind(DEAD, DEAD)
-            ch.queue_declare(STATUS, durable=True,
-                             arguments={**quorum, "x-dead-letter-exchange": DEAD})
+            # One consumer at a time (the others stand by): events are applied in the order
+            # they were published, so a redelivery report never overtakes the `running`
+            # report published before it.
+            ch.queue_declare(STATUS, durable=True, arguments={
+                **quorum, "x-dead-letter-exchange": DEAD, "x-single-active-consumer": True})
             ch.queue_bind(STATUS, STATUS, routing_key=STATUS)
             for pool in pools:
                 for level in LEVELS:

@@ -24,6 +24,7 @@ class LeaderSection:
     poll_interval: float = 0.5      # longest sleep between cycles
     batch: int = 500                # runs per dispatch transaction
     stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
+    lost_after: float = 10.0        # ... or this long, when its worker left ZooKeeper
     orphan_grace: float = 10.0      # wait before re-publishing a dead leader's last batch
     pools: tuple[str, ...] = ("default",)
 
@@ -36,6 +37,8 @@ class LeaderSection:
             raise ValueError("'leader.batch' must be at least 1")
         if self.stale_after <= 0:
             raise ValueError("'leader.stale_after' must be positive")
+        if not 0 < self.lost_after <= self.stale_after:
+            raise ValueError("'leader.lost_after' must be positive and at most stale_after")
         if self.orphan_grace < 0:
             raise ValueError("'leader.orphan_grace' must not be negative")
 

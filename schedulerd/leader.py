@@ -21,7 +21,13 @@ from common.daemon import UNEXPECTED
 from common.db import Database, retention
 from common.db import dispatch as q
 from common.db import epoch as epochs
-from common.errors import BrokerError, DatabaseError, FencedOut, ServiceError
+from common.errors import (
+    BrokerError,
+    CoordinationError,
+    DatabaseError,
+    FencedOut,
+    ServiceError,
+)
 from common.messages import RunMessage
 from common.zk import Coordinator
 from schedulerd import metrics
@@ -62,6 +68,7 @@ class Term:
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
+        self.acting = True  # False while the lease does not hold (see may_act)
 
     # -- the term ------------------------------------------------------------------------
     def run(self) -> None:
@@ -130,7 +137,8 @@ class Term:
 
     def cycle(self) -> str:
         """One pass; returns the line that describes it."""
-        if not self.may_act():
+        self.acting = self.may_act()
+        if not self.acting:
             return "leader: ZooKeeper unreachable, holding dispatch"
         if not self._ensure_broker():
             return "leader: RabbitMQ unreachable, holding dispatch"
@@ -225,8 +233,8 @@ class Term:
         """Re-dispatch attempts whose worker died, and a dead leader's unconfirmed batch."""
         count = 0
         if time.monotonic() >= self.next_stale_check:
-            self.next_stale_check = time.monotonic() + min(5.0, self.cfg.stale_after / 4)
-            count += self._requeue_stale()
+            self.next_stale_check = time.monotonic() + min(2.0, self.cfg.lost_after / 4)
+            count += self._requeue_lost()
         if self.orphan_check and time.monotonic() >= self.orphan_check[0]:
             _, old_epoch, batch_at = self.orphan_check
             self.orphan_check = None
@@ -258,11 +266,18 @@ class Term:
             if max(pruned.runs, pruned.logs) >= 5000:
                 self.next_prune = 0.0  # more to do: next cycle
 
-    def _requeue_stale(self) -> int:
-        older = utcnow() - timedelta(seconds=self.cfg.stale_after)
+    def _requeue_lost(self) -> int:
+        now = utcnow()
+        try:
+            live: list[str] | None = sorted(self.coord.members("workers"))
+        except CoordinationError:
+            live = None  # membership unknown: only missing heartbeats count
         with self.db.transaction() as conn:
             epochs.note_dispatch(conn, self.epoch)
-            rows = q.stale_running(conn, older, self.cfg.batch)
+            rows = q.lost_attempts(
+                conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
+                quiet_before=now - timedelta(seconds=self.cfg.lost_after),
+                live_workers=live, limit=self.cfg.batch)
             retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
             dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
             q.requeue(conn, [r["run_id"] for r in retry], self.epoch, "worker lost")

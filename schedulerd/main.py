@@ -49,6 +49,11 @@ class Scheduler:
     def _details(self) -> dict[str, object]:
         return {"node": self.config.node.name, "role": self.role, "pid": _pid()}
 
+    def _role(self, term: Term | None) -> None:
+        """'leader' only while the term may act; a leader that lost its lease says so."""
+        self.role = "standby" if term is None else (
+            "leader" if term.acting else "leader (holding: ZooKeeper unreachable)")
+
     def serve(self) -> None:
         """Run until SIGTERM: start, contend for leadership, shut down in order."""
         self.life.install_signals()
@@ -79,16 +84,18 @@ class Scheduler:
             self.db.close()
 
     def _lead(self) -> None:
-        self.role = "leader"
         sd_notify("STATUS=leader")
+        term = Term(self.config, self.db, self.coord, self.life.stopping,
+                    lambda line: self._leader_cycle(term, line))
+        self._role(term)
         try:
-            Term(self.config, self.db, self.coord, self.life.stopping,
-                 self._leader_cycle).run()
+            term.run()
         finally:
-            self.role = "standby"
+            self._role(None)
             sd_notify("STATUS=standby")
 
-    def _leader_cycle(self, line: str) -> None:
+    def _leader_cycle(self, term: Term, line: str) -> None:
+        self._role(term)
         self.life.status_line = line
         self.life.beat()
         log.debug("leader_cycle", summary=line)

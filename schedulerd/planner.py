@@ -102,16 +102,22 @@ class TimerHeap:
 def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts: int) -> str:
     """What to do when a worker reports that attempt `reported_attempt` came back to a queue.
 
-    ``republish``: it never started, send the same attempt again; ``retry``: it started and
-    its worker is gone, send the next attempt; ``bury``: the same, with no attempts left;
-    ``ignore``: the database has moved on (a stale or duplicate report).
+    ``republish``: it never started, send the same attempt again; ``retry``: send the next
+    attempt; ``bury``: the same, with no attempts left; ``ignore``: the database has moved
+    on (a stale or duplicate report), or the attempt is running and the leader decides.
     """
-    if reported_attempt != run_attempt:
+    after_failure = state in ("failed", "timed_out", "retrying")
+    if reported_attempt == run_attempt:
+        if state == "queued":
+            return "republish"
+        # The worker reported the failure, then its retry message may have gone with its
+        # connection: send the next attempt rather than leave the run waiting for nothing.
+        # A `running` attempt is not decided here: its worker may live on behind a broken
+        # connection; the leader retries it once the worker is gone (Term._requeue_lost).
+        if after_failure:
+            return "retry" if run_attempt < max_attempts else "bury"
         return "ignore"
-    if state == "queued":
-        return "republish"
-    # A retry message may have been lost with the worker's connection: send the next
-    # attempt (at least once) rather than leave the run waiting for nothing.
-    if state in ("running", "failed", "timed_out", "retrying"):
+    if reported_attempt == run_attempt + 1 and after_failure:
+        # The retry message itself came back before it started: send it again.
         return "retry" if run_attempt < max_attempts else "bury"
     return "ignore"

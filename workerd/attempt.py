@@ -30,11 +30,12 @@ from common.zk import Coordinator
 from workerd import metrics
 from workerd.config import WorkerConfig
 from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
-from workerd.outbox import Outbox, Publish, Report, Settle
-from workerd.overlap import admit
+from workerd.outbox import Confirmation, Outbox, Publish, Report, Settle
+from workerd.overlap import admit, release
 
 log = structlog.get_logger()
 S = RunState
+CONFIRM_TIMEOUT = 60.0  # seconds to wait for the `running` report's confirm
 
 
 def utcnow() -> datetime:
@@ -99,14 +100,26 @@ class AttemptRunner:
             return
         try:
             started = utcnow()
-            self._report(message, S.RUNNING, started_at=started)
+            # Execute only once `running` is safely with the broker, from the connection
+            # that holds this delivery: if the worker dies later, the schedulers know the
+            # attempt started; if that connection broke first, the delivery goes back
+            # and this attempt never runs here.
+            confirmation = Confirmation()
+            self.outbox.put(Report(self._status(message, S.RUNNING, started_at=started),
+                                   confirmation, generation))
+            if not confirmation.wait(CONFIRM_TIMEOUT):
+                log.warning("attempt_abandoned", run_id=message.run_id,
+                            reason="its connection to RabbitMQ broke before it started")
+                # Give it back if that connection still stands (a stale settle is dropped).
+                self.outbox.put(replace(settle, ack=False, requeue=True))
+                return
             if message.attempt == 1:
                 metrics.START_LATENESS.observe(
                     max(0.0, (started - message.scheduled_for).total_seconds()))
             outcome = self._execute(message, slot.cancel)
         finally:
             if admission.lock:
-                self.coord.release(admission.lock)
+                release(self.coord, admission.lock, self.stop)
         if slot.requeue and outcome.state == "cancelled":
             self.outbox.put(replace(settle, ack=False, requeue=True))
             return
@@ -174,9 +187,11 @@ class AttemptRunner:
         self.outbox.put(settle)
 
     def _report(self, message: RunMessage, state: RunState, **fields: Any) -> None:
-        self.outbox.put(Report(StatusMessage(run_id=message.run_id, attempt=message.attempt,
-                                             state=state, at=utcnow(), worker=self.worker,
-                                             **fields)))
+        self.outbox.put(Report(self._status(message, state, **fields)))
+
+    def _status(self, message: RunMessage, state: RunState, **fields: Any) -> StatusMessage:
+        return StatusMessage(run_id=message.run_id, attempt=message.attempt, state=state,
+                             at=utcnow(), worker=self.worker, **fields)
 
     def _send_cancel(self, cancel: CancelMessage) -> None:
         self.outbox.put(Publish(topo.CONTROL, "", encode(cancel)))

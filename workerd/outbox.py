@@ -8,6 +8,7 @@ before it. Consecutive status-queue messages travel together in one publish.
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,32 @@ class Publish:
     generation: int | None = None
 
 
+class Confirmation:
+    """Tells a waiting thread whether its report reached the broker on the connection
+    that carried the delivery it is about (ok False: that connection is gone)."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        self._done = threading.Event()
+
+    def settle(self, ok: bool) -> None:
+        """Record the result and wake the waiter."""
+        self.ok = ok
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True when the report was confirmed in time on the delivery's connection."""
+        return self._done.wait(timeout) and self.ok
+
+
 @dataclass(frozen=True)
 class Report:
-    """A message for the status queue."""
+    """A message for the status queue; with `confirm`, the sender waits for the broker's
+    confirm, and the report is dropped if connection `generation` is gone."""
 
     message: StatusQueueMessage
+    confirm: Confirmation | None = None
+    generation: int | None = None
 
 
 @dataclass(frozen=True)

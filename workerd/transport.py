@@ -101,8 +101,12 @@ class Transport:
         """
         self.carry.extend(self.outbox.take(BATCH - len(self.carry)))
         reports = [a for a in self.carry if isinstance(a, Report)]
-        for body in encode_batches([r.message for r in reports]):
+        sent = [r for r in reports if self._current(r.generation)]
+        for body in encode_batches([r.message for r in sent]):
             self.broker.publish(topo.STATUS, topo.STATUS, body)
+        for report in reports:
+            if report.confirm is not None:
+                report.confirm.settle(self._current(report.generation))
         if reports:
             self.carry = [a for a in self.carry if not isinstance(a, Report)]
         while self.carry:

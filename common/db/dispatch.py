@@ -100,17 +100,29 @@ def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[s
         (epoch, list(ids))).fetchall()
 
 
-def stale_running(conn: Connection, older_than: datetime, limit: int) -> list[dict[str, Any]]:
-    """Running runs whose worker stopped heartbeating, locked for this transaction."""
-    return conn.execute(
+def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: datetime,
+                  live_workers: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
+    """Attempts whose worker is gone, locked for this transaction: running with no
+    heartbeat since `stale_before`, or since `quiet_before` from a worker that is no longer
+    a member; and runs waiting for a retry that has not come for longer than the job's
+    longest backoff plus the stale window."""
+    running = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.state = 'running' AND r.heartbeat_at < %s "
+        "WHERE r.state = 'running' AND (r.heartbeat_at < %s OR (%s::text[] IS NOT NULL AND "
+        "r.heartbeat_at < %s AND NOT (r.worker = ANY(%s::text[])))) "
         "ORDER BY r.heartbeat_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-        (older_than, limit)).fetchall()
+        (stale_before, live_workers, quiet_before, live_workers, limit)).fetchall()
+    waiting = conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.state = 'retrying' AND "
+        "r.updated_at < %s - make_interval(secs => j.backoff_cap_s) "
+        "ORDER BY r.updated_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
+        (stale_before, limit)).fetchall()
+    return running + waiting
 
 
 def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str) -> None:
-    """Give stale runs their next attempt (the caller publishes them)."""
+    """Give lost runs their next attempt (the caller publishes them)."""
     if ids:
         conn.execute(
             "UPDATE runs SET state = 'queued', attempt = attempt + 1, queued_at = now(), "

@@ -125,11 +125,14 @@ def test_clear_forgets_every_run_so_they_can_be_reloaded() -> None:
     [
         ("queued", 1, 1, 3, "republish"),
         ("queued", 3, 3, 3, "republish"),
-        ("running", 1, 1, 3, "retry"),
+        ("running", 1, 1, 3, "ignore"),  # its worker may live on: the leader decides
         ("failed", 2, 2, 3, "retry"),
         ("timed_out", 1, 1, 2, "retry"),
         ("retrying", 1, 1, 2, "retry"),
-        ("running", 3, 3, 3, "bury"),
+        ("running", 3, 3, 3, "ignore"),
+        ("retrying", 1, 2, 3, "retry"),  # the retry message itself came back
+        ("failed", 2, 3, 3, "retry"),
+        ("retrying", 3, 4, 3, "bury"),
         ("failed", 3, 3, 3, "bury"),
         ("timed_out", 1, 1, 1, "bury"),
         ("retrying", 2, 2, 2, "bury"),
