@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +101,11 @@ class BatchPublisher:
             self.close()
             raise BrokerError(f"cannot connect to RabbitMQ: {self._failure or 'timed out'}")
 
-    def publish(self, items: Sequence[Outgoing], timeout: float = 30.0) -> None:
-        """Publish `items` and wait for every confirm; PublishIncomplete otherwise."""
+    def publish(self, items: Sequence[Outgoing], timeout: float = 10.0,
+                while_waiting: Callable[[], None] | None = None) -> None:
+        """Publish `items` and wait for every confirm; PublishIncomplete otherwise.
+        `while_waiting` runs about twice a second meanwhile (to keep another connection of
+        the caller's thread alive)."""
         if not items:
             return
         conn = self._conn
@@ -112,8 +116,13 @@ class BatchPublisher:
             conn.ioloop.add_callback_threadsafe(lambda: self._send(items, batch))
         except Exception as exc:  # noqa: BLE001 - any failure here means "not sent"
             raise PublishIncomplete(f"cannot hand the batch over: {exc}", frozenset()) from exc
-        if not batch.done.wait(timeout):
-            batch.fail(f"no confirm within {timeout:g} s")
+        deadline = time.monotonic() + timeout
+        while not batch.done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                batch.fail(f"no confirm within {timeout:g} s")
+                break
+            if while_waiting is not None:
+                while_waiting()
         if batch.error or len(batch.confirmed) < batch.size:
             raise PublishIncomplete(f"publish not confirmed: {batch.error}",
                                     frozenset(batch.confirmed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import structlog
@@ -9,6 +10,7 @@ import structlog
 from common import broker as topo
 from common.broker import Broker
 from common.broker_batch import BatchPublisher, Outgoing, PublishIncomplete
+from common.errors import BrokerError
 from common.messages import RunMessage, encode
 from schedulerd import metrics
 
@@ -60,11 +62,17 @@ class RunPublisher:
         try:
             self.batcher.publish([Outgoing(
                 topo.RUNS, topo.run_routing_key(m.pool, m.priority), encode(m), m.attempt_id)
-                for m in messages])
+                for m in messages], while_waiting=self._keep_alive)
         except PublishIncomplete as exc:
             _count([m for i, m in enumerate(messages) if i in exc.confirmed])
             raise
         _count(messages)
+
+    def _keep_alive(self) -> None:
+        """Serve the blocking connection's heartbeats while a batch waits for confirms."""
+        if self.broker.connected:
+            with contextlib.suppress(BrokerError):  # it reconnects before its next use
+                self.broker.process(0)
 
     def _declare(self, messages: list[RunMessage]) -> None:
         for pool in sorted({m.pool for m in messages} - self.declared):

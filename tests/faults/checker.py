@@ -276,13 +276,17 @@ def settle(db: Database, ledger: Ledger, window_end: datetime, faults: Faults,
 
 def retry_latency(ledger: Ledger, worker: str, since: float) -> float | None:
     """Longest wait from `since` until an attempt left unfinished on `worker` was followed
-    by another execution of its run (None when nothing was interrupted)."""
+    by another execution of its run (None when nothing interrupted was executed again)."""
     worst: float | None = None
     for executions in ledger.read().values():
         cut = [e for e in executions if e.worker == worker and not e.finished]
         if not cut:
             continue
         later = [e.start for e in executions if e.start > cut[0].start and e not in cut]
-        wait = (min(later) - since) if later else float("inf")
+        if not later:
+            # No attempt left (the run is dead, which the verdict checks) or not retried:
+            # the verdict's lost and stuck counts say which.
+            continue
+        wait = min(later) - since
         worst = wait if worst is None else max(worst, wait)
     return worst
