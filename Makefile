@@ -7,12 +7,13 @@ APT_PACKAGES := zookeeper postgresql rabbitmq-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help setup packages venv demo test test-unit test-integration lint bench clean
+.PHONY: help setup packages venv demo test test-unit test-integration lint bench bench-full clean
 
 help:
 	@echo "make demo   - install what is missing, start the local cluster with demo jobs (Ctrl-C stops)"
 	@echo "make test   - install what is missing, run lint, type checks and the whole test suite"
-	@echo "make bench  - run the benchmarks and update bench/RESULTS.md"
+	@echo "make bench  - run the benchmarks (about 10 minutes) and update bench/RESULTS.md"
+	@echo "make bench-full - the same at the issue's sizes (about 30 minutes)"
 
 setup: packages venv
 
@@ -50,8 +51,21 @@ test-unit: venv
 test-integration: setup
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
+# The `bench` extra (Celery for the peer comparison, py-spy), installed when missing.
 bench: setup
+	@{ $(PY) -c 'import celery' && [ -x $(VENV)/bin/py-spy ]; } 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
 	$(PY) -m bench.run
+
+bench-full: setup
+	@{ $(PY) -c 'import celery' && [ -x $(VENV)/bin/py-spy ]; } 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(PY) -m bench.run --full
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .hypothesis
+
+# The fault scenarios with a workload four times longer (ZEITPLAN_SOAK=1 scales every phase).
+.PHONY: soak
+soak: setup
+	ZEITPLAN_SOAK=1 $(PY) -m pytest tests/faults -p no:schemathesis -q -s $(PYTEST_ARGS)

@@ -58,6 +58,20 @@ class Bench:
         self._stack.start(self.progress, timeout=90.0)
         self._db = Database(self.cluster.settings.pg_dsn, max_size=2, name="zeitplan-bench")
 
+    def pids(self, kind: str | None = None) -> dict[str, int]:
+        """Running daemons' pids by name (only schedulerd or workerd with `kind`)."""
+        return {d.name: d.proc.pid for d in self.stack.daemons
+                if d.proc.pid is not None and (kind is None or d.kind == kind)}
+
+    def leader_name(self) -> str:
+        """The leading scheduler's name (waits for one, at most 30 s)."""
+        return self.stack.wait_leader(30.0).name
+
+    def stop_daemons(self) -> None:
+        """Stop Zeitplan's daemons (the peer runs without them); they are not restarted."""
+        if self._stack is not None:
+            self._stack.stop()
+
     def close(self) -> None:
         """Close the database pool (the cluster stops the daemons)."""
         if self._db is not None:

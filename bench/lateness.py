@@ -9,7 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from bench import jobs, stats
+from common import jobops
 from common.db import Database
+from common.jobs import JobSpec
 
 
 def measure(db: Database, *, per_second: float, seconds: float,
@@ -70,3 +72,31 @@ def _ms(delta: timedelta) -> float:
 def _rounded(summary: dict[str, float | int]) -> dict[str, float | int]:
     return {key: round(value, 1) if isinstance(value, float) else value
             for key, value in summary.items()}
+
+
+def periodic(db: Database, *, seconds: float, progress: Callable[[str], None]) -> dict[str, Any]:
+    """One `every 1 second` no-op job (created as `schedctl job create` does) for `seconds`,
+    then paused; start lateness of its fires after the first (which is due at creation)."""
+    job, _ = jobops.create_job(db, JobSpec(name="bench-periodic", job_type="python",
+                                           payload=dict(jobs.PYTHON_NOOP),
+                                           schedule_kind="every", schedule_expr="1s"),
+                               actor="bench")
+    time.sleep(seconds + 1.0)
+    jobops.pause_job(db, str(job["id"]), actor="bench")
+    created = jobs.Created(int(job["id"]), int(job["id"]), 1, 0.0, jobs.utcnow())
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        runs = jobs.runs_of(db, created)
+        if all(r["state"] in jobs.FINAL_STATES for r in runs):
+            break
+        time.sleep(0.5)
+    runs = sorted(jobs.runs_of(db, created), key=lambda r: r["scheduled_for"])[1:]
+    late = [_ms(r["started_at"] - r["scheduled_for"]) for r in runs
+            if r["started_at"] is not None and r["state"] != "skipped"]
+    result: dict[str, Any] = {"fires": len(runs), "seconds": seconds,
+                              "start_ms": stats.censored_summary(late, []) if late else None}
+    if late:
+        s = result["start_ms"]
+        progress(f"Zeitplan 1-s periodic: p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, "
+                 f"max {s['max']:.1f} ms ({len(late)} fires)")
+    return result

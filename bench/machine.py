@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +34,18 @@ def _mem_total_kib() -> int:
     except OSError:
         pass
     return 0
+
+
+def code() -> dict[str, Any]:
+    """The commit measured, and whether the product code differed from it (read-only git)."""
+    root = Path(__file__).resolve().parent.parent
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout if done.returncode == 0 else ""
+    changed = git("status", "--porcelain", "--", "common", "schedulerd", "workerd")
+    return {"commit": git("rev-parse", "--short=12", "HEAD").strip() or "unknown",
+            "product_changes": [line[3:] for line in changed.splitlines() if line.strip()]}

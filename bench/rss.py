@@ -27,6 +27,7 @@ class RssSampler:
         self.pids = dict(pids)
         self.interval = interval
         self.peak_kib: dict[str, int] = {name: 0 for name in pids}
+        self.last_kib: dict[str, int] = {}
         self.hwm_kib: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
@@ -52,5 +53,8 @@ class RssSampler:
     def _read_once(self) -> None:
         for name, pid in self.pids.items():
             rss = status_kib(pid, "VmRSS")
-            if rss is not None and rss > self.peak_kib[name]:
+            if rss is None:
+                continue
+            self.last_kib[name] = rss
+            if rss > self.peak_kib[name]:
                 self.peak_kib[name] = rss

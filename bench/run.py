@@ -1,10 +1,18 @@
-"""Run Zeitplan's benchmarks on a local cluster and record the figures.
+"""Run Zeitplan's benchmarks on local clusters and record the figures.
 
-    python -m bench.run [--quick | --full] [--only raw|throughput|lateness ...] [--keep-state]
+    python -m bench.run [--quick | --full] [--only NAME ...] [--keep-state] [--no-write]
 
-Starts a LocalCluster (one RabbitMQ node unless --rabbit-nodes), then 3 schedulerd and 2
-workerd, runs the selected benchmarks, stops everything (also on Ctrl-C), and writes
-bench/results/<UTC timestamp>.json and the generated part of bench/RESULTS.md.
+Benchmarks run in four environments, each a fresh LocalCluster (3 ZooKeeper nodes,
+PostgreSQL primary + synchronous standby, RabbitMQ) with 3 schedulerd and 2 workerd,
+stopped at the end (also on Ctrl-C or an error), one after the other:
+
+  main       1 RabbitMQ node: raw, throughput, profile, lateness, failover, peer
+             (raw runs whenever throughput or peer does: they are ratios to it)
+  rabbit3    3 RabbitMQ nodes: throughput3 (its own raw round trip, then end to end)
+  schedules  many cron jobs (its jobs keep firing, so it gets its own cluster)
+  memory     idle RSS, then RSS with many jobs stored
+
+Writes bench/results/<UTC timestamp>.json and the generated part of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,29 +26,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import harness, jobs, lateness, machine, raw_broker, report, throughput
-from bench.rss import RssSampler
-
-BENCHMARKS = ("raw", "throughput", "lateness")
+from bench import harness, machine, report, steps
+from bench.sizes import SIZES, Sizes
 
 
 @dataclass(frozen=True)
-class Sizes:
-    """How much work each benchmark does."""
+class Environment:
+    """One cluster and the benchmarks run on it, in order."""
 
-    mode: str
-    raw_messages: int
-    python_jobs: int
-    shell_jobs: int
-    lateness_rate: float
-    lateness_seconds: float
+    name: str
+    rabbit_nodes: int
+    benchmarks: tuple[str, ...]
 
 
-SIZES = {
-    "quick": Sizes("quick", 5_000, 500, 200, 100.0, 5.0),
-    "default": Sizes("default", 50_000, 5_000, 1_000, 100.0, 20.0),
-    "full": Sizes("full", 200_000, 50_000, 5_000, 100.0, 20.0),
-}
+ENVIRONMENTS = (
+    Environment("main", 1, ("raw", "throughput", "profile", "lateness", "failover", "peer")),
+    Environment("rabbit3", 3, ("throughput3",)),
+    Environment("schedules", 1, ("schedules",)),
+    Environment("memory", 1, ("memory",)),
+)
+BENCHMARKS = tuple(name for env in ENVIRONMENTS for name in env.benchmarks)
+NEEDS_RAW = ("throughput", "peer")
 
 
 class Progress:
@@ -58,46 +64,84 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="small sizes for a smoke run (about 2 minutes)")
+    size.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     size.add_argument("--full", action="store_true",
-                      help="the performance targets: 50,000 python and 5,000 shell runs")
+                      help="the issue's sizes (50,000 python runs, 100,000 cron jobs, "
+                           "1,000,000 jobs stored, 10 failovers each...)")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--rabbit-nodes", type=int, default=1, choices=(1, 3),
-                        help="RabbitMQ nodes in the local cluster (default 1)")
     parser.add_argument("--keep-state", action="store_true",
-                        help="keep the cluster's state directory and logs afterwards")
+                        help="keep the clusters' state directories and logs afterwards")
     parser.add_argument("--no-write", action="store_true",
                         help="print the figures only; write neither JSON nor RESULTS.md")
     return parser.parse_args(argv)
+
+
+def selection(only: list[str] | None) -> list[Environment]:
+    """The environments to start and the benchmarks to run in each (raw added when a
+    selected benchmark is a ratio to it)."""
+    chosen = set(only or BENCHMARKS)
+    if chosen & set(NEEDS_RAW):
+        chosen.add("raw")
+    plan = []
+    for env in ENVIRONMENTS:
+        names = tuple(name for name in env.benchmarks if name in chosen)
+        if names:
+            plan.append(Environment(env.name, env.rabbit_nodes, names))
+    return plan
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0: every selected benchmark measured)."""
     args = parse_args(argv)
     sizes = SIZES["quick" if args.quick else "full" if args.full else "default"]
-    selected = [name for name in BENCHMARKS if not args.only or name in args.only]
+    plan = selection(args.only)
     progress = Progress()
     started = datetime.now(UTC).replace(microsecond=0)
     doc: dict[str, Any] = {
+        "format": report.FORMAT,
         "started_at": started.isoformat(),
         "command": _command(argv),
         "machine": machine.describe(),
-        "config": {**asdict(sizes), "benchmarks": selected, "rabbit_nodes": args.rabbit_nodes,
+        "code": machine.code(),
+        "config": {**asdict(sizes), "benchmarks": [n for e in plan for n in e.benchmarks],
                    "schedulers": harness.SCHEDULERS, "workers": harness.WORKERS,
-                   "worker_slots": harness.WORKER_SLOTS},
+                   "worker_slots": harness.WORKER_SLOTS,
+                   "session_timeout_s": harness.SESSION_TIMEOUT},
+        "environments": {},
         "errors": [],
     }
-    progress(f"benchmarks: {', '.join(selected)} ({sizes.mode} sizes); load average "
-             f"{os.getloadavg()[0]:.2f}")
-    interrupted = False
+    progress(f"{sizes.mode} sizes; " + "; ".join(
+        f"{e.name} ({e.rabbit_nodes} RabbitMQ node{'s' if e.rabbit_nodes > 1 else ''}): "
+        f"{', '.join(e.benchmarks)}" for e in plan) + f"; load average {steps.load():.2f}")
     try:
-        with harness.environment(rabbit_nodes=args.rabbit_nodes, progress=progress,
-                                 keep=args.keep_state) as bench:
-            for name in selected:
+        for env in plan:
+            _run_environment(env, sizes, doc, progress, keep=args.keep_state)
+    except KeyboardInterrupt:
+        progress("interrupted: everything stopped; nothing written")
+        return 130
+    doc["duration_s"] = round(time.monotonic() - progress.began, 1)
+    doc["loadavg_end"] = list(os.getloadavg())
+    if not args.no_write:
+        path = report.write_json(doc, started)
+        report.update_markdown(report.render_all())
+        progress(f"wrote {path} and {report.RESULTS_MD}")
+    return 1 if doc["errors"] else 0
+
+
+def _run_environment(env: Environment, sizes: Sizes, doc: dict[str, Any],
+                     progress: Progress, *, keep: bool) -> None:
+    record: dict[str, Any] = {"rabbit_nodes": env.rabbit_nodes,
+                              "benchmarks": list(env.benchmarks), "load_start": steps.load()}
+    doc["environments"][env.name] = record
+    began = time.monotonic()
+    progress(f"== environment {env.name}: {', '.join(env.benchmarks)}")
+    try:
+        with harness.environment(rabbit_nodes=env.rabbit_nodes, progress=progress,
+                                 keep=keep) as bench:
+            for name in env.benchmarks:
                 try:
-                    _STEPS[name](bench, sizes, doc, progress)
+                    steps.STEPS[name](bench, sizes, doc, progress)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded; the other benchmarks run
@@ -105,71 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                     doc["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
                     progress(f"{name} FAILED: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
-        interrupted = True
-        progress("interrupted: everything stopped; nothing written")
-    doc["duration_s"] = round(time.monotonic() - progress.began, 1)
-    doc["loadavg_end"] = list(os.getloadavg())
-    if interrupted:
-        return 130
-    if not args.no_write:
-        path = report.write_json(doc, started)
-        report.update_markdown(report.render(doc, path))
-        progress(f"wrote {path} and {report.RESULTS_MD}")
-    return 1 if doc["errors"] else 0
-
-
-def _raw(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any],
-         progress: Progress) -> None:
-    progress(f"raw broker round trip: {sizes.raw_messages:,} messages")
-    doc["raw_broker"] = raw_broker.measure(bench.cluster.settings.amqp_urls[0],
-                                           sizes.raw_messages, progress)
-
-
-def _throughput(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any],
-                progress: Progress) -> None:
-    stack = bench.stack
-    pids = {d.name: d.proc.pid for d in stack.daemons if d.proc.pid is not None}
-    leader = stack.leader()
-    result: dict[str, Any] = {}
-    doc["throughput"] = result
-    with RssSampler(pids) as sampler:
-        for job_type, payload, count in (("python", jobs.PYTHON_NOOP, sizes.python_jobs),
-                                         ("shell", jobs.SHELL_NOOP, sizes.shell_jobs)):
-            progress(f"end-to-end throughput: {count:,} no-op {job_type} jobs")
-            result[job_type] = throughput.measure(bench.db, job_type=job_type,
-                                                  payload=payload, count=count,
-                                                  progress=progress)
-            _compare(result[job_type], doc, progress)
-    peak = {name: max(sampler.peak_kib.get(name, 0), sampler.hwm_kib.get(name, 0))
-            for name in pids}
-    kinds = {d.name: d.kind for d in stack.daemons}
-    leader_name = leader.name if leader else "?"
-    result["rss"] = {
-        "peak_kib": peak, "leader": leader_name, "leader_kib": peak.get(leader_name, 0),
-        "schedulerd_max_kib": max(v for k, v in peak.items() if kinds[k] == "schedulerd"),
-        "workerd_max_kib": max(v for k, v in peak.items() if kinds[k] == "workerd")}
-    progress("peak RSS: " + ", ".join(f"{name} {kib / 1024:.0f} MiB"
-                                       for name, kib in sorted(peak.items())))
-
-
-def _compare(result: dict[str, Any], doc: dict[str, Any], progress: Progress) -> None:
-    raw = doc.get("raw_broker")
-    if raw and raw["round_trip_per_s"]:
-        ratio = result["runs_per_s"] / raw["round_trip_per_s"]
-        result["ratio_to_raw"] = round(ratio, 4)
-        progress(f"  = {ratio:.3f} of the raw broker round trip "
-                 f"({raw['round_trip_per_s']:,.0f} messages/s)")
-
-
-def _lateness(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any],
-              progress: Progress) -> None:
-    progress(f"lateness: python no-op runs due at {sizes.lateness_rate:g}/s for "
-             f"{sizes.lateness_seconds:g} s")
-    doc["lateness"] = lateness.measure(bench.db, per_second=sizes.lateness_rate,
-                                       seconds=sizes.lateness_seconds, progress=progress)
-
-
-_STEPS = {"raw": _raw, "throughput": _throughput, "lateness": _lateness}
+        raise
+    except Exception as exc:  # noqa: BLE001 - a cluster that would not start
+        doc["errors"].append(f"environment {env.name}: {type(exc).__name__}: {exc}")
+        progress(f"environment {env.name} FAILED: {type(exc).__name__}: {exc}")
+    record["load_end"] = steps.load()
+    record["seconds"] = round(time.monotonic() - began, 1)
 
 
 def _command(argv: list[str] | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -62,3 +63,22 @@ def even_offsets(count: int, per_second: float) -> list[float]:
     if per_second <= 0:
         raise ValueError(f"rate must be positive, not {per_second}")
     return [n / per_second for n in range(count)]
+
+
+def censored_summary(observed: Sequence[float], bounds: Sequence[float]) -> dict[str, Any]:
+    """Summary of a sample in which some values are known only to be at least `bounds`
+    (events that had not happened by the cut-off). Percentiles are taken over the observed
+    values and the bounds together; with any bound they are lower bounds (`lower_bound`),
+    which is true because each real value is at least its bound."""
+    values = [*observed, *bounds]
+    if not values:
+        raise ValueError("summary of an empty sample")
+    summary = summarize(values)
+    return {"count": summary.count, "observed": len(observed), "censored": len(bounds),
+            "p50": round(summary.p50, 1), "p99": round(summary.p99, 1),
+            "max": round(summary.max, 1), "lower_bound": bool(bounds)}
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (50th percentile, interpolated)."""
+    return percentile(values, 50)

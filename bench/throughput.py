@@ -9,9 +9,11 @@ ended; the scheduler records it shortly after).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from bench import jobs, stats
@@ -19,8 +21,10 @@ from common.db import Database
 
 
 def measure(db: Database, *, job_type: str, payload: dict[str, Any], count: int,
-            progress: Callable[[str], None]) -> dict[str, Any]:
-    """Create `count` no-op jobs of `job_type` firing together, wait, return the figures."""
+            progress: Callable[[str], None],
+            during: Callable[[], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
+    """Create `count` no-op jobs of `job_type` firing together, wait, return the figures.
+    `during` (a profiler) is entered a second before the fire time and left at the end."""
     pace = jobs.creation_rate(db, progress=progress)
     fire = jobs.utcnow() + jobs.creation_lead(count, pace)
     specs = [jobs.at_spec(f"bench-{job_type}-{n}", job_type, payload, fire)
@@ -31,9 +35,11 @@ def measure(db: Database, *, job_type: str, payload: dict[str, Any], count: int,
              f"({created.per_second:,.0f}/s); they fire in {spare:.1f} s")
     if spare <= 0:
         progress("  WARNING: creation ran past the fire time; the figure includes creation")
-    time.sleep(max(0.0, spare))
-    complete = jobs.wait_finished(db, created, timeout=60 + count / 20, stall=60,
-                                  progress=progress)
+    time.sleep(max(0.0, spare - 1.0))
+    with during() if during is not None else contextlib.nullcontext():
+        time.sleep(max(0.0, (fire - jobs.utcnow()).total_seconds()))
+        complete = jobs.wait_finished(db, created, timeout=60 + count / 20, stall=60,
+                                      progress=progress)
     result = figures(jobs.runs_of(db, created), count)
     result.update(job_type=job_type, complete=complete,
                   creation_seconds=round(created.seconds, 2),

@@ -52,3 +52,18 @@ def test_even_offsets_spread_events_at_the_given_rate():
     assert even_offsets(0, 100.0) == []
     with pytest.raises(ValueError):
         even_offsets(3, 0.0)
+
+
+def test_a_censored_summary_is_a_lower_bound_when_anything_was_cut_off():
+    from bench.stats import censored_summary
+    exact = censored_summary([1.0, 2.0, 3.0], [])
+    assert (exact["p50"], exact["lower_bound"], exact["censored"]) == (2.0, False, 0)
+    cut = censored_summary([1.0, 2.0], [50.0, 60.0])
+    assert cut["lower_bound"] and cut["count"] == 4 and cut["max"] == 60.0
+    with pytest.raises(ValueError):
+        censored_summary([], [])
+
+
+def test_median_interpolates():
+    from bench.stats import median
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
