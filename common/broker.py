@@ -166,6 +166,11 @@ class Broker:
                     "x-dead-letter-strategy": "at-least-once"})
                 ch.queue_bind(queue, RETRY, arguments={"x-match": "all", "tier": str(tier)})
 
+    def declare_queue(self, name: str) -> None:
+        """Declare a durable quorum queue of that name (tools and tests)."""
+        with self._errors(f"declare {name}"):
+            self._ch().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+
     def declare_control_queue(self) -> str:
         """An exclusive queue bound to the control fanout; returns its name."""
         with self._errors("declare the control queue"):

@@ -156,6 +156,10 @@ class BatchPublisher:
         conn.channel(on_open_callback=self._on_channel)
 
     def _on_channel(self, channel: Any) -> None:
+        # Delivery tags count from 1 again on every channel.
+        self._tag = 0
+        self._pending.clear()
+        self._by_id.clear()
         self._channel = channel
         channel.add_on_return_callback(self._on_return)
         channel.add_on_close_callback(lambda _ch, reason: self._fail_all(describe(reason)))
