@@ -101,17 +101,20 @@ def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[s
 
 
 def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: datetime,
-                  live_workers: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
+                  executing: Sequence[tuple[int, int]] | None,
+                  limit: int) -> list[dict[str, Any]]:
     """Attempts whose worker is gone, locked for this transaction: running with no
-    heartbeat since `stale_before`, or since `quiet_before` from a worker that is no longer
-    a member; and runs waiting for a retry that has not come for longer than the job's
-    longest backoff plus the stale window."""
+    heartbeat since `stale_before`, or since `quiet_before` while no live worker lists it
+    among the (run_id, attempt) pairs it is `executing` (None: membership unknown); and
+    runs waiting for a retry that has not come for longer than the job's longest backoff
+    plus the stale window."""
+    pairs = None if executing is None else [f"{run}.{attempt}" for run, attempt in executing]
     running = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'running' AND (r.heartbeat_at < %s OR (%s::text[] IS NOT NULL AND "
-        "r.heartbeat_at < %s AND NOT (r.worker = ANY(%s::text[])))) "
+        "r.heartbeat_at < %s AND NOT ((r.id || '.' || r.attempt) = ANY(%s::text[])))) "
         "ORDER BY r.heartbeat_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-        (stale_before, live_workers, quiet_before, live_workers, limit)).fetchall()
+        (stale_before, pairs, quiet_before, pairs, limit)).fetchall()
     waiting = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'retrying' AND "
