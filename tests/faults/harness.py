@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from common.devstack import Daemon, Stack
 from tests.faults.checker import Faults, Report, settle
 from tests.faults.ledger import Ledger
 from tests.faults.workload import Workload, phase
+from tests.integration.support import wait_for
 
 SESSION_TIMEOUT = 4.0
 SERVICES = {"zookeeper": "zk", "rabbitmq": "rabbit", "postgres": "pg-"}
@@ -163,18 +164,6 @@ def _enable_feature_flags(cluster: LocalCluster) -> None:
         _log.warning("RabbitMQ feature flags left disabled by cluster formation; enabling")
         if rabbit[0].ctl("enable_feature_flag", "all") is None:
             raise AssertionError("cannot enable RabbitMQ's feature flags")
-
-
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
-    """Poll `probe` until truthy; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def busiest_worker(env: FaultEnv, running: int = 2) -> Daemon:
