@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from common.db import Database
+from common.db import epoch as epochs
 from tests.faults.checker import Faults
 from tests.faults.harness import SESSION_TIMEOUT, FaultEnv, assert_clean, wait_for
 from tests.faults.workload import phase
@@ -20,9 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def _epoch(db: Database) -> int:
     with db.transaction() as conn:
-        row = conn.execute("SELECT epoch FROM cluster_epoch WHERE id = 1").fetchone()
-    assert row is not None
-    return int(row["epoch"])
+        return epochs.current(conn).epoch
 
 
 def _burst_states(db: Database) -> dict[str, int]:

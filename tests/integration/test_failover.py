@@ -11,6 +11,7 @@ import pytest
 
 from common import jobops
 from common.db import Database
+from common.db import epoch as epochs
 from common.devstack import Stack
 from tests.integration.support import (
     SESSION_TIMEOUT,
@@ -29,9 +30,7 @@ pytestmark = pytest.mark.timeout(300)
 
 def _epoch(db: Database) -> int:
     with db.transaction() as conn:
-        row = conn.execute("SELECT epoch FROM cluster_epoch WHERE id = 1").fetchone()
-    assert row is not None
-    return int(row["epoch"])
+        return epochs.current(conn).epoch
 
 
 def test_killing_the_leader_with_500_runs_due_loses_and_doubles_nothing(
