@@ -1,8 +1,8 @@
 """RabbitMQ adapter: the one place that imports pika.
 
 One :class:`Broker` per thread (pika connections are not thread-safe); other threads
-hand work to it with :meth:`Broker.call_threadsafe`. Publishes wait for the broker's
-confirm. pika's exceptions become :class:`common.errors.BrokerError` here.
+hand work to it through a queue and wake it with :meth:`Broker.wake`. Publishes wait for
+the broker's confirm. pika's exceptions become :class:`common.errors.BrokerError` here.
 
 Topology (declared idempotently by every daemon at start):
 
@@ -240,11 +240,13 @@ class Broker:
             assert self._conn is not None
             self._conn.process_data_events(time_limit=time_limit)
 
-    def call_threadsafe(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on this broker's own thread, inside its next :meth:`process`."""
-        with self._errors("hand work to the broker thread"):
-            assert self._conn is not None
-            self._conn.add_callback_threadsafe(fn)
+    def wake(self) -> None:
+        """Make a :meth:`process` in progress return now; any thread, never raises (there
+        is nothing to wake while disconnected)."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):  # closed meanwhile: nobody is waiting
+                conn.add_callback_threadsafe(_nothing)
 
     def purge(self, queue: str) -> int:
         """Drop every message of `queue` (tests and tools); returns how many."""
@@ -273,6 +275,10 @@ class Broker:
             if not isinstance(exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
                 self.close()
             raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
+
+
+def _nothing() -> None:
+    """A callback that only wakes the I/O loop."""
 
 
 def _describe(exc: BaseException) -> str:

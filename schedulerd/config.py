@@ -22,6 +22,7 @@ class LeaderSection:
 
     lookahead: float = 5.0          # materialise fire times this far ahead (seconds)
     poll_interval: float = 0.5      # longest sleep between cycles
+    dispatch_ahead: float = 0.25    # publish runs this early; workers hold them until due
     batch: int = 500                # runs per dispatch transaction
     stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
     lost_after: float = 10.0        # ... or this long, when its worker left ZooKeeper
@@ -33,6 +34,8 @@ class LeaderSection:
             raise ValueError("'leader.lookahead' must be between 0.5 and 300 seconds")
         if not 0.01 <= self.poll_interval <= 10:
             raise ValueError("'leader.poll_interval' must be between 0.01 and 10 seconds")
+        if not 0 <= self.dispatch_ahead <= 1:
+            raise ValueError("'leader.dispatch_ahead' must be between 0 and 1 second")
         if self.batch < 1:
             raise ValueError("'leader.batch' must be at least 1")
         if self.stale_after <= 0:

@@ -161,7 +161,8 @@ class Term:
         nxt = self.heap.next_due()
         if nxt is None:
             return self.cfg.poll_interval
-        return max(0.0, min(self.cfg.poll_interval, (nxt - utcnow()).total_seconds()))
+        until = (nxt - utcnow()).total_seconds() - self.cfg.dispatch_ahead
+        return max(0.0, min(self.cfg.poll_interval, until))
 
     # -- steps ---------------------------------------------------------------------------
     def _materialise(self, now: datetime, horizon: datetime) -> int:
@@ -191,7 +192,8 @@ class Term:
     def _dispatch_due(self) -> int:
         published = 0
         while self.may_act():
-            ids = self.heap.pop_due(utcnow(), self.cfg.batch)
+            ahead = timedelta(seconds=self.cfg.dispatch_ahead)
+            ids = self.heap.pop_due(utcnow() + ahead, self.cfg.batch)
             if not ids:
                 break
             with self.db.transaction() as conn:

@@ -47,7 +47,8 @@ def materialise(jobs: Iterable[dict[str, Any]], *, now: datetime,
 
 
 def run_message(row: dict[str, Any]) -> RunMessage:
-    """The message for one claimed run (a row of common.db.dispatch's run fields)."""
+    """The message for one claimed run (a row of common.db.dispatch's run fields); a row
+    with its due time (a first attempt, perhaps dispatched early) must not start before it."""
     deadline = (row["scheduled_for"] + timedelta(seconds=row["start_deadline_s"])
                 if row["start_deadline_s"] else None)
     return RunMessage(
@@ -57,7 +58,7 @@ def run_message(row: dict[str, Any]) -> RunMessage:
         concurrency=row["concurrency"], timeout_s=row["timeout_s"],
         backoff={"base": row["backoff_base_s"], "factor": row["backoff_factor"],
                  "cap": row["backoff_cap_s"], "jitter": row["backoff_jitter"]},
-        epoch=row["epoch"], start_deadline=deadline)
+        epoch=row["epoch"], start_deadline=deadline, not_before=row.get("due_at"))
 
 
 class TimerHeap:

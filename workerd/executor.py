@@ -1,11 +1,14 @@
-"""The worker's execution slots: a local priority buffer, cancellation, heartbeats, drain."""
+"""The worker's execution slots: runs held until due, a local priority buffer,
+cancellation, heartbeats, drain."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import queue
 import threading
 import time
+from datetime import datetime
 
 import structlog
 
@@ -18,6 +21,9 @@ from workerd.outbox import Outbox, Report, Settle
 
 log = structlog.get_logger()
 CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
+HOLD_LIMIT = 1.0  # seconds: a run due later than this goes to a retry tier instead
+
+Entry = tuple[int, int, Delivery, int, RunMessage]  # (-priority, order, ..., message)
 
 
 class Executor:
@@ -27,8 +33,11 @@ class Executor:
         self.runner = runner
         self.outbox = outbox
         self.slots = slots
-        self._buffer: queue.PriorityQueue[tuple[int, int, Delivery, int, RunMessage]] = \
-            queue.PriorityQueue()
+        self._buffer: queue.PriorityQueue[Entry] = queue.PriorityQueue()
+        # Runs that arrived before their time (the leader dispatches a little early), by
+        # due time; the `hold` thread moves each to the buffer when it is due.
+        self._held: list[tuple[datetime, Entry]] = []
+        self._held_changed = threading.Condition()
         self._order = itertools.count()
         self._running: dict[int, Slot] = {}
         self._lock = threading.Lock()
@@ -37,6 +46,8 @@ class Executor:
         self._taking.set()
         self._threads = [threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)
                          for n in range(slots)]
+        self._threads.append(threading.Thread(target=self._release_held, name="hold",
+                                              daemon=True))
 
     def start(self) -> None:
         """Start the slot threads."""
@@ -55,7 +66,23 @@ class Executor:
             log.warning("run_message_rejected", error=str(exc), queue=delivery.queue)
             self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=False))
             return
-        self._buffer.put((-message.priority, next(self._order), delivery, generation, message))
+        entry = (-message.priority, next(self._order), delivery, generation, message)
+        due = message.not_before
+        if due is not None and 0 < (due - utcnow()).total_seconds() <= HOLD_LIMIT:
+            with self._held_changed:
+                heapq.heappush(self._held, (due, entry))
+                self._held_changed.notify()
+        else:
+            self._buffer.put(entry)
+
+    def _release_held(self) -> None:
+        with self._held_changed:
+            while True:
+                now = utcnow()
+                while self._held and self._held[0][0] <= now:
+                    self._buffer.put(heapq.heappop(self._held)[1])
+                wait = (self._held[0][0] - now).total_seconds() if self._held else None
+                self._held_changed.wait(wait)
 
     def cancel(self, message: CancelMessage) -> None:
         """Stop matching attempts now; remember the cancellation for later deliveries (a
@@ -139,6 +166,10 @@ class Executor:
         self._give_back_buffered()
 
     def _give_back_buffered(self) -> None:
+        with self._held_changed:
+            held, self._held = self._held, []
+        for _, (_, _, delivery, generation, _) in held:
+            self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
         while True:
             try:
                 _, _, delivery, generation, _ = self._buffer.get_nowait()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,18 +73,28 @@ Action = Publish | Report | Settle
 
 
 class Outbox:
-    """A thread-safe FIFO of actions."""
+    """A thread-safe FIFO of actions that wakes its consumer when work arrives."""
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Action] = queue.SimpleQueue()
+        self._waker: Callable[[], None] = _nothing
+        self._signalled = False  # a wake is on its way and no take() has run since
+
+    def set_waker(self, waker: Callable[[], None]) -> None:
+        """Call `waker` (from any thread) when actions arrive while the consumer may wait."""
+        self._waker = waker
 
     def put(self, *actions: Action) -> None:
-        """Queue actions, in order."""
+        """Queue actions, in order, and wake the consumer (once until its next take)."""
         for action in actions:
             self._queue.put(action)
+        if not self._signalled:
+            self._signalled = True
+            self._waker()
 
     def take(self, limit: int) -> list[Action]:
         """Up to `limit` queued actions, without waiting."""
+        self._signalled = False
         taken: list[Action] = []
         while len(taken) < limit:
             try:
@@ -95,3 +106,7 @@ class Outbox:
     def empty(self) -> bool:
         """True when nothing is queued."""
         return self._queue.empty()
+
+
+def _nothing() -> None:
+    """The waker until one is set."""

@@ -19,6 +19,7 @@ from workerd.outbox import Action, Outbox, Publish, Report, Settle
 
 log = structlog.get_logger()
 BATCH = 200
+IDLE_WAIT = 0.05  # seconds the I/O loop waits when neither deliveries nor actions arrive
 
 
 class Transport:
@@ -38,6 +39,7 @@ class Transport:
         self.stop_consuming = False
         self.finished = False
         self.carry: list[Action] = []   # taken from the outbox, not yet performed
+        outbox.set_waker(broker.wake)
 
     def run(self, should_exit: Callable[[], bool]) -> None:
         """Serve until `should_exit()` is true and the outbox is empty."""
@@ -47,7 +49,7 @@ class Transport:
                 if not self.broker.connected:
                     self._connect()
                     delay = 0.2
-                self.broker.process(0.005)
+                self.broker.process(0 if self.carry else IDLE_WAIT)
                 if self.stop_consuming and self.consuming:
                     self.broker.cancel_consumers()
                     self.consuming = False

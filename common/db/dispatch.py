@@ -92,11 +92,12 @@ def skip_undispatchable(conn: Connection, ids: Sequence[int]) -> list[dict[str, 
 
 
 def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[str, Any]]:
-    """Claim scheduled runs for dispatch as attempt 1; returns what a run message needs."""
+    """Claim scheduled runs for dispatch as attempt 1; returns what a run message needs,
+    with the due time (a run may be dispatched shortly before it)."""
     return conn.execute(
         "UPDATE runs r SET state = 'queued', attempt = 1, queued_at = now(), epoch = %s, "
         "updated_at = now() FROM jobs j WHERE r.id = ANY(%s) AND r.state = 'scheduled' "
-        f"AND j.id = r.job_id RETURNING {_RUN_FIELDS}, r.epoch",
+        f"AND j.id = r.job_id RETURNING {_RUN_FIELDS}, r.epoch, r.due_at",
         (epoch, list(ids))).fetchall()
 
 

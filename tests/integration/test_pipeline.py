@@ -60,6 +60,10 @@ def test_a_seconds_cron_fires_once_at_every_second_and_an_at_job_once_at_its_tim
     assert len(done) >= 55, f"only {len(done)} fires succeeded in a minute"
     assert all((b - a) == timedelta(seconds=1) for a, b in zip(fires, fires[1:], strict=False))
     assert all(r["due_at"] == r["scheduled_for"] for r in done)
+    # Dispatched ahead of time (leader.dispatch_ahead), held by the worker, started on time.
+    assert all(r["started_at"] >= r["scheduled_for"] for r in done)
+    early = sum(1 for r in done if r["queued_at"] < r["scheduled_for"])
+    assert early >= len(done) // 2, f"only {early} of {len(done)} fires dispatched ahead"
     counted = executions(book)
     assert set(counted.values()) == {1}
     assert {r["id"] for r in done} <= set(counted)

@@ -295,6 +295,11 @@ def test_a_run_message_carries_the_claimed_run_and_its_jobs_settings() -> None:
     assert message.attempt_id == "41.1"
 
 
+def test_a_first_attempt_claimed_with_its_due_time_must_not_start_before_it() -> None:
+    # The leader dispatches up to `dispatch_ahead` early; the worker holds it until due.
+    assert run_message(claimed(due_at=NOW + sec(3))).not_before == NOW + sec(3)
+
+
 def test_a_run_without_a_start_deadline_has_none() -> None:
     assert run_message(claimed(start_deadline_s=None)).start_deadline is None
 
