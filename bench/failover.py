@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from bench import jobs, stats
 from common import jobops
 from common.db import Database
 from common.db import jobs as store
 from common.devstack import Daemon, Stack
+from common.errors import DatabaseError
 from common.jobs import JobSpec, validate
 
+T = TypeVar("T")
 TRICKLE_JOBS = 10               # one run due every 1 s / TRICKLE_JOBS
+TRICKLE = f"{TRICKLE_JOBS} jobs every 1 s, {1000 // TRICKLE_JOBS} ms apart"
 SETTLE_S = 2.0                  # after a restarted scheduler is ready, before the next trial
 SIGNALS = (("SIGKILL", signal.SIGKILL), ("SIGTERM", signal.SIGTERM))
 
@@ -53,6 +57,34 @@ def pause(db: Database, ids: list[int]) -> None:
         jobops.pause_job(db, str(job_id), actor="bench")
 
 
+@contextmanager
+def trickle(db: Database) -> Iterator[list[int]]:
+    """The trickle's job ids once its runs are being dispatched; paused on the way out."""
+    ids = create_trickle(db)
+    try:
+        wait_steady(db, ids, timeout=30.0)
+        yield ids
+    finally:
+        pause(db, ids)
+
+
+def poll(probe: Callable[[], T | None], *, timeout: float, what: str,
+         every: float = 0.02) -> T:
+    """Call `probe` every `every` s until it returns something; a database that does not
+    answer counts as nothing yet. RuntimeError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = probe()
+        except DatabaseError:
+            found = None
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {what} within {timeout:.0f} s")
+        time.sleep(every)
+
+
 def current_epoch(db: Database) -> int:
     """The fencing epoch recorded in PostgreSQL."""
     with db.transaction() as conn:
@@ -61,44 +93,60 @@ def current_epoch(db: Database) -> int:
     return int(row["epoch"])
 
 
-def first_dispatch(db: Database, ids: list[int], epoch: int) -> tuple[datetime, int] | None:
-    """(queued_at, epoch) of the earliest run of jobs `ids` claimed under an epoch after
-    `epoch` (the trickle's runs are the ones due every 100 ms; the filter also keeps
-    the 50 polls a second off the rest of the runs table)."""
+class Dispatch(NamedTuple):
+    """The earliest matching run's claim, and the earliest start among the matching runs."""
+
+    queued_at: datetime
+    epoch: int
+    started_at: datetime | None
+
+
+def first_dispatch(db: Database, ids: list[int], *, epoch: int | None = None,
+                   after: datetime | None = None) -> Dispatch | None:
+    """The first dispatch of jobs `ids` claimed under an epoch after `epoch` and/or queued
+    after `after`: the earliest such claim, and the earliest start among those runs (the
+    trickle's runs are the ones due every 100 ms; the filter also keeps the 50 polls a
+    second off the rest of the runs table)."""
+    where = ["job_id = ANY(%s)", "queued_at IS NOT NULL"]
+    params: list[Any] = [ids]
+    if epoch is not None:
+        where.append("epoch > %s")
+        params.append(epoch)
+    if after is not None:
+        where.append("queued_at > %s")
+        params.append(after)
     with db.transaction() as conn:
         row = conn.execute(
-            "SELECT queued_at, epoch FROM runs WHERE job_id = ANY(%s) AND epoch > %s "
-            "AND queued_at IS NOT NULL ORDER BY queued_at LIMIT 1", (ids, epoch)).fetchone()
-    return (row["queued_at"], int(row["epoch"])) if row else None
+            "SELECT queued_at, epoch, min(started_at) OVER () AS first_start FROM runs "
+            f"WHERE {' AND '.join(where)} ORDER BY queued_at LIMIT 1", params).fetchone()
+    return Dispatch(row["queued_at"], int(row["epoch"]), row["first_start"]) if row else None
+
+
+def summary(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, worst and best of trial figures, in seconds (3 decimals)."""
+    return {"median_s": round(stats.median(seconds), 3), "worst_s": round(max(seconds), 3),
+            "best_s": round(min(seconds), 3)}
 
 
 def measure(db: Database, stack: Stack, *, trials: int, session_timeout: float,
             progress: Callable[[str], None]) -> dict[str, Any]:
     """`trials` SIGKILL trials then `trials` SIGTERM trials; the summary of each."""
-    trickle = create_trickle(db)
-    try:
-        _wait_steady(db, trickle, timeout=30.0)
-        result: dict[str, Any] = {"session_timeout_s": session_timeout,
-                                  "trickle": f"{TRICKLE_JOBS} jobs every 1 s, 100 ms apart"}
+    with trickle(db) as ids:
+        result: dict[str, Any] = {"session_timeout_s": session_timeout, "trickle": TRICKLE}
         for name, signum in SIGNALS:
             rows = []
             for n in range(trials):
-                row = trial(db, stack, trickle, signum, session_timeout=session_timeout)
+                row = trial(db, stack, ids, signum, session_timeout=session_timeout)
                 rows.append(row)
                 progress(f"  {name} {n + 1}/{trials}: {row['old_leader']} -> "
                          f"{row['new_leader']}, first dispatch after {row['seconds']:.3f} s")
-            seconds = [r["seconds"] for r in rows]
-            result[name.lower()] = {"trials": rows, "median_s": round(stats.median(seconds), 3),
-                                    "worst_s": round(max(seconds), 3),
-                                    "best_s": round(min(seconds), 3)}
-            progress(f"failover after {name}: median {stats.median(seconds):.3f} s, worst "
-                     f"{max(seconds):.3f} s over {trials} trials")
+            result[name.lower()] = {"trials": rows, **summary([r["seconds"] for r in rows])}
+            progress(f"failover after {name}: median {result[name.lower()]['median_s']:.3f} "
+                     f"s, worst {result[name.lower()]['worst_s']:.3f} s over {trials} trials")
         return result
-    finally:
-        pause(db, trickle)
 
 
-def trial(db: Database, stack: Stack, trickle: list[int], signum: int, *,
+def trial(db: Database, stack: Stack, ids: list[int], signum: int, *,
           session_timeout: float) -> dict[str, Any]:
     """Signal the leader once and time the next leader's first dispatch."""
     leader = stack.wait_leader(30.0)
@@ -108,21 +156,15 @@ def trial(db: Database, stack: Stack, trickle: list[int], signum: int, *,
         leader.proc.kill()
     else:
         leader.proc.signal(signum)
-    deadline = time.monotonic() + session_timeout + 30.0
-    found = None
-    while found is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-        found = first_dispatch(db, trickle, epoch)
-    if found is None:
-        raise RuntimeError(f"no dispatch under an epoch after {epoch} within "
-                           f"{session_timeout + 30:.0f} s of {signal.Signals(signum).name}")
-    queued_at, new_epoch = found
+    found = poll(lambda: first_dispatch(db, ids, epoch=epoch), timeout=session_timeout + 30.0,
+                 what=f"dispatch under an epoch after {epoch} after "
+                      f"{signal.Signals(signum).name}")
     new_leader = stack.wait_leader(30.0, other_than=leader)
     exited = _wait_exit(leader, timeout=45.0)
     _restart(stack, leader)
     return {"signal": signal.Signals(signum).name, "old_leader": leader.name,
-            "new_leader": new_leader.name, "old_epoch": epoch, "new_epoch": new_epoch,
-            "seconds": round((queued_at - sent).total_seconds(), 3),
+            "new_leader": new_leader.name, "old_epoch": epoch, "new_epoch": found.epoch,
+            "seconds": round((found.queued_at - sent).total_seconds(), 3),
             "old_exit_s": round(exited, 3) if exited is not None else None}
 
 
@@ -143,15 +185,12 @@ def _restart(stack: Stack, daemon: Daemon) -> None:
     time.sleep(SETTLE_S)
 
 
-def _wait_steady(db: Database, ids: list[int], timeout: float) -> None:
+def wait_steady(db: Database, ids: list[int], timeout: float) -> None:
     """Wait until the trickle's runs are being dispatched (a few claimed in the last 2 s)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def steady() -> bool | None:
         with db.transaction() as conn:
             row = conn.execute(
                 "SELECT count(*) AS n FROM runs WHERE job_id = ANY(%s) "
                 "AND queued_at > now() - interval '2 seconds'", (ids,)).fetchone()
-        if row is not None and int(row["n"]) >= TRICKLE_JOBS:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the trickle jobs were not dispatched within {timeout:.0f} s")
+        return True if row is not None and int(row["n"]) >= TRICKLE_JOBS else None
+    poll(steady, timeout=timeout, every=0.2, what="dispatch of the trickle jobs")

@@ -2,7 +2,7 @@
 
     python -m bench.run [--quick | --full] [--only NAME ...] [--keep-state] [--no-write]
 
-Benchmarks run in four environments, each a fresh LocalCluster (3 ZooKeeper nodes,
+Benchmarks run in five environments, each a fresh LocalCluster (3 ZooKeeper nodes,
 PostgreSQL primary + synchronous standby, RabbitMQ) with 3 schedulerd and 2 workerd,
 stopped at the end (also on Ctrl-C or an error), one after the other:
 
@@ -11,6 +11,8 @@ stopped at the end (also on Ctrl-C or an error), one after the other:
   rabbit3    3 RabbitMQ nodes: throughput3 (its own raw round trip, then end to end)
   schedules  many cron jobs (its jobs keep firing, so it gets its own cluster)
   memory     idle RSS, then RSS with many jobs stored
+  outage     3 RabbitMQ nodes: the run queue's leader killed, then the PostgreSQL primary
+             killed and the standby promoted (last: the old primary cannot come back)
 
 Writes bench/results/<UTC timestamp>.json and the generated part of bench/RESULTS.md.
 """
@@ -44,6 +46,7 @@ ENVIRONMENTS = (
     Environment("rabbit3", 3, ("throughput3",)),
     Environment("schedules", 1, ("schedules",)),
     Environment("memory", 1, ("memory",)),
+    Environment("outage", 3, ("outage",)),
 )
 BENCHMARKS = tuple(name for env in ENVIRONMENTS for name in env.benchmarks)
 NEEDS_RAW = ("throughput", "peer")

@@ -18,6 +18,7 @@ from bench import (
     jobs,
     lateness,
     memory,
+    outage,
     peer,
     profile,
     raw_broker,
@@ -210,6 +211,22 @@ def celery_peer(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any],
                                              / part["celery"]["tasks_per_s"], 3)
 
 
+def outages(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any],
+            progress: Progress) -> None:
+    """RabbitMQ node loss `outage_trials` times, then the PostgreSQL failover (last: the old
+    primary stays down)."""
+    part: dict[str, Any] = {"trickle": failover.TRICKLE}
+    doc["outage"] = part
+    progress(f"outages: {sizes.outage_trials} RabbitMQ node kill"
+             f"{'s' if sizes.outage_trials > 1 else ''} ({outage.RUN_QUEUE}'s leader), then "
+             "the PostgreSQL primary killed and the standby promoted")
+    with failover.trickle(bench.db) as ids:
+        part["rabbitmq"] = loaded(lambda: outage.rabbit_loss(
+            bench.db, bench.cluster, ids, trials=sizes.outage_trials, progress=progress))
+        part["postgres"] = loaded(lambda: outage.postgres_failover(
+            bench.db, bench.cluster, bench.stack, ids, progress=progress))
+
+
 STEPS: dict[str, Step] = {
     "raw": raw,
     "throughput": end_to_end,
@@ -220,4 +237,5 @@ STEPS: dict[str, Step] = {
     "throughput3": end_to_end_3,
     "schedules": many_schedules,
     "memory": memory_use,
+    "outage": outages,
 }

@@ -70,6 +70,7 @@ def rows(doc: dict[str, Any]) -> list[Row]:
     out += _schedules_rows(doc.get("schedules"))
     out += _memory_rows(doc)
     out += _failover_rows(doc.get("failover"), session)
+    out += _outage_rows(doc.get("outage"))
     out += _peer_rows(doc.get("peer"))
     return out
 
@@ -173,6 +174,25 @@ def _failover_rows(r: dict[str, Any] | None, session: float) -> list[Row]:
                             f"worst of {len(f['trials'])} (session timeout {session:g} s)",
                             f"{f['median_s']:.2f} / {f['worst_s']:.2f} s", r,
                             checks=[(target, f["worst_s"], False)]))
+    return out
+
+
+def _outage_rows(r: dict[str, Any] | None) -> list[Row]:
+    """The issue names no target for these: no verdict."""
+    out: list[Row] = []
+    rabbit = (r or {}).get("rabbitmq")
+    if rabbit:
+        n = len(rabbit["trials"])
+        value, of = ((f"{rabbit['median_s']:.2f} / {rabbit['worst_s']:.2f} s",
+                      f", median / worst of {n}") if n > 1 else
+                     (f"{rabbit['worst_s']:.2f} s", ""))
+        out.append(_row(f"RabbitMQ node loss (SIGKILL of the run queue's leader, 3 nodes) to "
+                        f"the first successful dispatch{of}", value, rabbit))
+    pg = (r or {}).get("postgres")
+    if pg:
+        out.append(_row("PostgreSQL failover (SIGKILL of the primary, standby promoted at "
+                        "once) to the first successful dispatch: first claim / first start",
+                        f"{pg['to_queued_s']:.2f} / {pg['seconds']:.2f} s", pg))
     return out
 
 

@@ -82,6 +82,13 @@ class RabbitNode(ServiceNode):
         except ValueError:
             return []
 
+    def queue_leaders(self) -> dict[str, str]:
+        """Queue name -> the node name that leads it, as this node reports it (empty when
+        it does not answer)."""
+        output = self.ctl("list_queues", "name", "leader", "--quiet", "--no-table-headers")
+        rows = [line.split("\t") for line in (output or "").splitlines()]
+        return {row[0]: row[1] for row in rows if len(row) >= 2}
+
     def ready(self) -> bool:
         """AMQP answers and this node sees itself running in the cluster."""
         return amqp_greets(self.ports["amqp"]) and self.nodename in self.running_nodes()

@@ -45,6 +45,20 @@ DOC = {
     "failover": {"session_timeout_s": 6.0, "trickle": "10 jobs",
                  "sigkill": {"trials": [{"seconds": 7.2}], "median_s": 7.2, "worst_s": 7.2},
                  "sigterm": {"trials": [{"seconds": 0.4}], "median_s": 0.4, "worst_s": 0.4}},
+    "outage": {"trickle": "10 jobs every 1 s, 100 ms apart",
+               "rabbitmq": {"queue": "zeitplan.runs.default.normal", "median_s": 2.5,
+                            "worst_s": 3.25, "best_s": 1.5, "load": [1.0, 2.0],
+                            "trials": [{"node": "rabbit2", "connections": 5,
+                                        "new_leader": "rabbit3@h", "kill_s": 0.03,
+                                        "to_queued_s": 0.05, "seconds": 3.25,
+                                        "restart_s": 14.0, "window_s": 10,
+                                        "window_runs": 100, "not_succeeded": 1,
+                                        "states": {"failed": 1, "succeeded": 99}}]},
+               "postgres": {"old_leader": "sched-1", "new_leader": "sched-2", "old_epoch": 4,
+                            "new_epoch": 5, "promoted_s": 0.8, "kill_s": 0.012,
+                            "to_queued_s": 1.75, "seconds": 1.9, "window_s": 10,
+                            "window_runs": 100, "not_succeeded": 0,
+                            "states": {"succeeded": 100}, "load": [2.0, 2.5]}},
     "peer": {"zeitplan": RUN, "zeitplan_periodic": {"seconds": 30.0, "start_ms": LATE},
              "celery": {"version": "5.7.0", "workers": 2, "slots": 4, "tasks": 5000,
                         "tasks_per_s": 700.0, "seconds": 7.0, "publish_seconds": 6.0,
@@ -89,10 +103,10 @@ def test_the_report_renders_every_section_between_the_markers(tmp_path):
                     "### What the figures mean"):
         assert heading in text
     path = tmp_path / "RESULTS.md"
-    path.write_text(f"# title\n{report.START}\nold\n{report.END}\n\n## Notes\nmine\n")
+    path.write_text(f"# title\n{report.START}\nSTALE SECTION\n{report.END}\n\n## Notes\nmine\n")
     report.update_markdown(text, path)
     updated = path.read_text()
-    assert "old" not in updated and updated.endswith("## Notes\nmine\n")
+    assert "STALE SECTION" not in updated and updated.endswith("## Notes\nmine\n")
 
 
 def test_a_partial_run_adds_to_the_latest_figures_of_its_mode_instead_of_hiding_them():
@@ -113,3 +127,39 @@ def test_records_of_an_older_layout_are_not_merged(tmp_path):
     (tmp_path / "2.json").write_text(json.dumps({**DOC, "config": {**DOC["config"],
                                                                    "mode": "full"}}))
     assert list(records.latest_by_mode(tmp_path)) == ["full"]
+
+
+def test_the_outage_figures_follow_the_failover_rows_without_a_target():
+    rows = table.rows(DOC)
+    figures = [row.figure for row in rows]
+    sigterm = next(i for i, f in enumerate(figures) if f.startswith("Failover after SIGTERM"))
+    rabbit, pg = rows[sigterm + 1], rows[sigterm + 2]
+    assert rabbit.figure == ("RabbitMQ node loss (SIGKILL of the run queue's leader, 3 nodes) "
+                             "to the first successful dispatch")
+    assert (rabbit.value, rabbit.load) == ("3.25 s", "1.0 → 2.0")
+    assert pg.figure.startswith("PostgreSQL failover") and pg.value == "1.75 / 1.90 s"
+    assert all((r.target, r.verdict, r.met) == ("", "", None) for r in (rabbit, pg))
+
+
+def test_several_rabbitmq_trials_show_the_median_and_the_worst():
+    outage = DOC["outage"]
+    trials = {**outage["rabbitmq"], "trials": outage["rabbitmq"]["trials"] * 3}
+    doc = {**DOC, "outage": {**outage, "rabbitmq": trials}}
+    row = next(r for r in table.rows(doc) if r.figure.startswith("RabbitMQ node loss"))
+    assert row.figure.endswith(", median / worst of 3") and row.value == "2.50 / 3.25 s"
+
+
+def test_the_outage_details_say_what_happened_to_the_runs_due_after_the_kill(tmp_path):
+    (tmp_path / "20261123T000000Z.json").write_text(json.dumps(DOC))
+    text = report.render_all(tmp_path)
+    rabbit = next(line for line in text.splitlines() if line.startswith("- RabbitMQ node loss"))
+    assert "SIGKILL of rabbit2" in rabbit and "holding 5 of the daemons'" in rabbit
+    assert "gone after 30 ms" in rabbit
+    assert "started at +3.25 s" in rabbit and "new leader rabbit3@h" in rabbit
+    assert "1 of the 100 runs due in the 10 s after the kill did not succeed " \
+           "(failed 1, succeeded 99)" in rabbit
+    pg = next(line for line in text.splitlines() if line.startswith("- PostgreSQL failover"))
+    assert "gone after 12 ms" in pg and "write probe passed at +0.80 s" in pg
+    assert "claimed at +1.75 s, the first such run started at +1.90 s (on the new primary)" in pg
+    assert "sched-1 → sched-2, epoch 4 → 5" in pg and "0 of the 100 runs" in pg
+    assert "*RabbitMQ node loss* and *PostgreSQL failover*" in text

@@ -15,3 +15,9 @@ def test_a_benchmark_that_is_a_ratio_to_the_raw_round_trip_brings_it_along():
 
 def test_only_the_environments_of_the_selected_benchmarks_are_started():
     assert [e.name for e in selection(["memory", "schedules"])] == ["schedules", "memory"]
+
+
+def test_the_outages_run_last_on_three_rabbitmq_nodes():
+    last = selection(None)[-1]
+    assert (last.name, last.rabbit_nodes, last.benchmarks) == ("outage", 3, ("outage",))
+    assert [e.name for e in selection(["outage"])] == ["outage"]
