@@ -39,6 +39,7 @@ class Transport:
         self.stop_consuming = False
         self.finished = False
         self.carry: list[Action] = []   # taken from the outbox, not yet performed
+        self.unsettled: set[int] = set()  # run deliveries of this connection not yet settled
         outbox.set_waker(broker.wake)
 
     def run(self, should_exit: Callable[[], bool]) -> None:
@@ -69,6 +70,7 @@ class Transport:
     def _connect(self) -> None:
         self.broker.connect()
         self.generation += 1
+        self.unsettled.clear()
         generation = self.generation
         self.broker.declare_topology(self.pools)
         self.broker.set_prefetch(self.prefetch)
@@ -82,6 +84,7 @@ class Transport:
 
     def _receiver(self, generation: int) -> Callable[[Delivery], None]:
         def receive(delivery: Delivery) -> None:
+            self.unsettled.add(delivery.tag)
             self.on_run(delivery, generation)
         return receive
 
@@ -96,10 +99,10 @@ class Transport:
 
     def _perform(self) -> None:
         """Carry out the queued actions of one chunk: all its reports first (batched into as
-        few messages as fit), then its publishes and acknowledgements in order. Each
-        acknowledgement still follows every report and publish queued before it, and a chunk
-        costs one confirm wait per report message. An action leaves `carry` only once
-        performed, so a broken connection loses none.
+        few messages as fit), then its publishes in order, then its settlements (one
+        cumulative ack where it can). Each settlement still follows every report and
+        publish queued before it, and a chunk costs one confirm wait per report message.
+        An action leaves `carry` only once performed, so a broken connection loses none.
         """
         self.carry.extend(self.outbox.take(BATCH - len(self.carry)))
         reports = [a for a in self.carry if isinstance(a, Report)]
@@ -111,18 +114,40 @@ class Transport:
                 report.confirm.settle(self._current(report.generation))
         if reports:
             self.carry = [a for a in self.carry if not isinstance(a, Report)]
-        while self.carry:
+        self.carry.sort(key=lambda a: isinstance(a, Settle))  # stable: publishes in order
+        while self.carry and isinstance(self.carry[0], Publish):
             action = self.carry[0]
-            if isinstance(action, Publish) and self._current(action.generation):
+            if self._current(action.generation):
                 self.broker.publish(action.exchange, action.routing_key, action.body,
                                     message_id=action.message_id, headers=action.headers)
-            elif isinstance(action, Settle) and self._current(action.generation):
-                if action.ack:
-                    self.broker.ack(action.tag)
-                else:
-                    self.broker.reject(action.tag, requeue=action.requeue)
             self.carry.pop(0)
+        settles = [a for a in self.carry if isinstance(a, Settle) and self._current(a.generation)]
+        self._settle(settles)
+        self.carry = []
+
+    def _settle(self, settles: list[Settle]) -> None:
+        for action in settles:
+            if not action.ack:
+                self.broker.reject(action.tag, requeue=action.requeue)
+                self.unsettled.discard(action.tag)
+        acks = {a.tag for a in settles if a.ack}
+        upto, single = cumulative_ack(self.unsettled, acks)
+        if upto is not None:
+            self.broker.ack(upto, multiple=True)
+        for tag in single:
+            self.broker.ack(tag)
+        self.unsettled -= acks
 
     def _current(self, generation: int | None) -> bool:
         return generation is None or generation == self.generation
 
+
+def cumulative_ack(unsettled: set[int], acks: set[int]) -> tuple[int | None, list[int]]:
+    """Split `acks` into one cumulative ack (multiple=True up to the returned tag: every
+    unsettled delivery up to it is being acked) and the tags left to ack one by one."""
+    upto = None
+    for tag in sorted(unsettled | acks):
+        if tag not in acks:
+            break
+        upto = tag
+    return upto, sorted(t for t in acks if upto is None or t > upto)

@@ -9,7 +9,7 @@ import pytest
 
 from workerd.jobtypes import JobContext, Outcome, RunKey
 from workerd.jobtypes.example import SleepEcho
-from workerd.jobtypes.python_plugin import ENTRY_POINT_GROUP, PythonPluginJob
+from workerd.jobtypes.python_plugin import ENTRY_POINT_GROUP, HelperThreads, PythonPluginJob
 
 KEY = RunKey(run_id=1, job_id=2, scheduled_for=datetime(2024, 5, 1, tzinfo=UTC), attempt=1)
 
@@ -171,3 +171,25 @@ def test_a_plug_in_that_cannot_be_imported_fails_with_the_import_error() -> None
         "ModuleNotFoundError: No module named 'zeitplan_no_such_module'",
     )
     assert b"ModuleNotFoundError" in output(ctx, "stderr")
+
+
+def test_helper_threads_are_reused_and_a_hung_call_does_not_hold_up_the_next() -> None:
+    helpers = HelperThreads()
+    seen: list[int] = []
+
+    def note(done: threading.Event) -> None:
+        seen.append(threading.get_ident())
+        done.set()
+
+    first, second = threading.Event(), threading.Event()
+    helpers.run(lambda: note(first))
+    assert first.wait(2)
+    time.sleep(0.05)  # the helper is idle again
+    helpers.run(lambda: note(second))
+    assert second.wait(2)
+    assert seen[0] == seen[1]  # the idle thread took it
+    hang, after = threading.Event(), threading.Event()
+    helpers.run(lambda: note(threading.Event()) if hang.wait() else None)  # blocks until set
+    helpers.run(after.set)
+    assert after.wait(2)  # started on a new thread meanwhile
+    hang.set()

@@ -4,12 +4,13 @@ A plug-in is a class taking no arguments with `run(self, ctx: JobContext) -> Out
 sees the job's `args` as `ctx.payload`, and runs on a helper thread so that whatever it does
 (raise, hang, ignore its cancel) the worker carries on: on a cancel or the timeout the
 plug-in's own `ctx.cancel` is set and it gets `kill_grace` seconds to return before it is
-abandoned.
+abandoned. Helper threads are reused (starting a thread per run cost more than a no-op run).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import traceback
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class PythonPluginJob:
     def __init__(self) -> None:
         # Looking entry points up reads every installed distribution: do it once per name.
         self._classes: dict[str, PluginClass] = {}
+        self._helpers = HelperThreads()
 
     def run(self, ctx: JobContext) -> Outcome:
         """Instantiate the named plug-in and run it; its failures become failed Outcomes."""
@@ -53,7 +55,7 @@ class PythonPluginJob:
             return Outcome("failed", error=f"cannot load plug-in {name!r}: {_describe(exc)}")
         if plugin_class is None:
             return Outcome("failed", error=f"no plug-in {name!r} installed on this worker")
-        return _run_plugin(plugin_class, payload["args"], ctx, out)
+        return _run_plugin(plugin_class, payload["args"], ctx, out, self._helpers)
 
     def _find(self, name: str) -> PluginClass | None:
         plugin_class = self._classes.get(name)
@@ -65,9 +67,34 @@ class PythonPluginJob:
         return plugin_class
 
 
-def _run_plugin(
-    plugin_class: PluginClass, args: dict[str, Any], ctx: JobContext, out: CappedOutput
-) -> Outcome:
+class HelperThreads:
+    """Daemon threads that run calls, an idle one reused when there is one; a call that
+    never returns keeps its thread, and the next call gets a new one."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def run(self, call: Callable[[], None]) -> None:
+        """Start `call` on a helper thread; returns at once."""
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._calls.put(call)
+        if start:
+            threading.Thread(target=self._serve, name="plugin", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._calls.get()()
+            with self._lock:
+                self._idle += 1
+
+
+def _run_plugin(plugin_class: PluginClass, args: dict[str, Any], ctx: JobContext,
+                out: CappedOutput, helpers: HelperThreads) -> Outcome:
     deadline = Deadline(ctx.timeout)
     inner = dataclasses.replace(ctx, payload=args, cancel=threading.Event(), emit=out.write)
     results: list[Outcome] = []
@@ -85,7 +112,7 @@ def _run_plugin(
         finally:
             done.set()
 
-    threading.Thread(target=target, daemon=True).start()
+    helpers.run(target)
     reason = wait_until_done(done, ctx, deadline)
     if reason is None:
         return results[0]
