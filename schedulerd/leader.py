@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -36,11 +36,36 @@ from schedulerd.planner import TimerHeap, materialise, run_message
 from schedulerd.publisher import RunPublisher
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+class StepTimer:
+    """Wall-clock seconds spent in each step of a cycle."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, name: str, step: Callable[..., T], *args: Any) -> T:
+        """Run `step(*args)` and add its duration under `name`."""
+        began = time.monotonic()
+        try:
+            return step(*args)
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - began
+
+    @property
+    def total(self) -> float:
+        """Seconds over all steps."""
+        return sum(self.seconds.values())
+
+    def rounded(self) -> dict[str, float]:
+        """Each step's seconds, to the millisecond."""
+        return {name: round(value, 3) for name, value in self.seconds.items()}
 
 
 class Term:
@@ -146,11 +171,14 @@ class Term:
         horizon = now + timedelta(seconds=self.cfg.lookahead)
         if not self._flush_unpublished():
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
-        recorded = self._materialise(now, horizon)
-        self._refill(horizon)
-        published = self._dispatch_due()
-        recovered = self._recover()
-        self._prune()
+        steps = StepTimer()
+        recorded = steps.timed("materialise", self._materialise, now, horizon)
+        steps.timed("refill", self._refill, horizon)
+        published = steps.timed("dispatch", self._dispatch_due)
+        recovered = steps.timed("recover", self._recover)
+        steps.timed("prune", self._prune)
+        if steps.total > self.cfg.dispatch_ahead:
+            log.warning("leader_cycle_slow", seconds=round(steps.total, 3), **steps.rounded())
         metrics.TIMER_HEAP.set(len(self.heap))
         nxt = self.heap.next_due()
         wake = f"{max(0.0, (nxt - utcnow()).total_seconds()):.2f} s" if nxt else "idle"
@@ -191,9 +219,11 @@ class Term:
 
     def _dispatch_due(self) -> int:
         published = 0
+        # What is due by now (and `dispatch_ahead`), not what falls due meanwhile: a cycle
+        # that kept dispatching would leave materialisation and refill behind.
+        until = utcnow() + timedelta(seconds=self.cfg.dispatch_ahead)
         while self.may_act():
-            ahead = timedelta(seconds=self.cfg.dispatch_ahead)
-            ids = self.heap.pop_due(utcnow() + ahead, self.cfg.batch)
+            ids = self.heap.pop_due(until, self.cfg.batch)
             if not ids:
                 break
             with self.db.transaction() as conn:
