@@ -21,7 +21,7 @@ class LeaderSection:
     """The leader's timing and batch sizes."""
 
     lookahead: float = 5.0          # materialise fire times this far ahead (seconds)
-    poll_interval: float = 0.5      # longest sleep between cycles
+    poll_interval: float = 0.5      # materialise and refill this often; longest sleep
     dispatch_ahead: float = 0.25    # publish runs this early; workers hold them until due
     batch: int = 500                # runs per dispatch transaction
     stale_after: float = 60.0       # a running attempt without heartbeat this long is lost

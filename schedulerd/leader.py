@@ -90,6 +90,7 @@ class Term:
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0
+        self.next_refresh = 0.0  # materialise and refill at most every poll_interval
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
@@ -172,8 +173,11 @@ class Term:
         if not self._flush_unpublished():
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
         steps = StepTimer()
-        recorded = steps.timed("materialise", self._materialise, now, horizon)
-        steps.timed("refill", self._refill, horizon)
+        recorded = 0
+        if time.monotonic() >= self.next_refresh:  # not on every wake-up to dispatch
+            self.next_refresh = time.monotonic() + self.cfg.poll_interval
+            recorded = steps.timed("materialise", self._materialise, now, horizon)
+            steps.timed("refill", self._refill, horizon)
         published = steps.timed("dispatch", self._dispatch_due)
         recovered = steps.timed("recover", self._recover)
         steps.timed("prune", self._prune)
