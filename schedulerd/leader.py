@@ -90,7 +90,9 @@ class Term:
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0
-        self.next_refresh = 0.0  # materialise and refill at most every poll_interval
+        self.next_refresh = 0.0  # materialise and refill at most every poll_interval...
+        self.backlog = False  # ...or at once when the heap is empty and this is True
+        self.hurry = False  # the last cycle ended with an empty heap and a backlog
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
@@ -163,6 +165,7 @@ class Term:
 
     def cycle(self) -> str:
         """One pass; returns the line that describes it."""
+        self.hurry = False
         self.acting = self.may_act()
         if not self.acting:
             return "leader: ZooKeeper unreachable, holding dispatch"
@@ -174,7 +177,8 @@ class Term:
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
         steps = StepTimer()
         recorded = 0
-        if time.monotonic() >= self.next_refresh:  # not on every wake-up to dispatch
+        refill_now = self.backlog and not self.heap  # drained with more waiting: go on
+        if time.monotonic() >= self.next_refresh or refill_now:  # not on every wake-up
             self.next_refresh = time.monotonic() + self.cfg.poll_interval
             recorded = steps.timed("materialise", self._materialise, now, horizon)
             steps.timed("refill", self._refill, horizon)
@@ -184,6 +188,7 @@ class Term:
         if steps.total > self.cfg.dispatch_ahead:
             log.warning("leader_cycle_slow", seconds=round(steps.total, 3), **steps.rounded())
         metrics.TIMER_HEAP.set(len(self.heap))
+        self.hurry = self.backlog and not self.heap  # the next cycle should start at once
         nxt = self.heap.next_due()
         wake = f"{max(0.0, (nxt - utcnow()).total_seconds()):.2f} s" if nxt else "idle"
         return (f"leader: epoch {self.epoch}, recorded {recorded}, published {published}, "
@@ -192,7 +197,7 @@ class Term:
     def _sleep_for(self) -> float:
         nxt = self.heap.next_due()
         if nxt is None:
-            return self.cfg.poll_interval
+            return 0.0 if self.hurry else self.cfg.poll_interval
         until = (nxt - utcnow()).total_seconds() - self.cfg.dispatch_ahead
         return max(0.0, min(self.cfg.poll_interval, until))
 
@@ -216,8 +221,10 @@ class Term:
                 return total
 
     def _refill(self, horizon: datetime) -> None:
+        limit = self.cfg.batch * 10
         with self.db.transaction() as conn:
-            rows = q.pending(conn, horizon, self.cfg.batch * 10)
+            rows = q.pending(conn, horizon, limit)
+        self.backlog = len(rows) == limit
         for row in rows:
             self.heap.add(row["id"], row["due_at"], row["priority"])
 
