@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from common.db import Database
-from common.devcluster import LocalCluster
+from common.devcluster import LocalCluster, new_state_dir
 from common.devstack import Stack
 
 SCHEDULERS = 3
@@ -81,19 +79,12 @@ class Bench:
             self._db = None
 
 
-def new_state_dir() -> Path:
-    """A fresh state directory the postgres user can traverse."""
-    path = Path(tempfile.mkdtemp(prefix="zeitplan-bench-"))
-    path.chmod(0o755)
-    return path
-
-
 @contextmanager
 def environment(*, rabbit_nodes: int, progress: Callable[[str], None],
                 keep: bool = False) -> Iterator[Bench]:
     """Start the cluster; stop everything on the way out, also on Ctrl-C. The state
     directory is removed unless `keep` or an error left logs worth reading."""
-    state_dir = new_state_dir()
+    state_dir = new_state_dir("zeitplan-bench-")
     progress(f"starting the local cluster in {state_dir}")
     cluster = LocalCluster(state_dir, rabbit_nodes=rabbit_nodes, progress=progress)
     bench = Bench(cluster, progress)

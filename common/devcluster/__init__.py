@@ -8,5 +8,7 @@ from common.devcluster.node import ServiceNode
 from common.devcluster.process import ManagedProcess
 from common.devcluster.proxy import TcpProxy
 from common.devcluster.settings import ClusterSettings
+from common.devcluster.statedir import new_state_dir
 
-__all__ = ["ClusterSettings", "LocalCluster", "ManagedProcess", "ServiceNode", "TcpProxy"]
+__all__ = ["ClusterSettings", "LocalCluster", "ManagedProcess", "ServiceNode", "TcpProxy",
+           "new_state_dir"]

@@ -7,28 +7,18 @@ figures are repeated in a summary section at the end of the run.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Generator, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from common.daemon import UNEXPECTED
+from common.devcluster import new_state_dir
+from tests.conftest import FAILED, failed
 from tests.faults.harness import FaultEnv
 from tests.faults.workload import SCALE
 
-_FAILED = pytest.StashKey[bool]()
 _FIGURES: list[str] = []
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        item.stash[_FAILED] = True
-    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,7 +41,7 @@ def fault_envs(request: pytest.FixtureRequest) -> Iterator[list[FaultEnv]]:
     """The environments a test built; stopped afterwards, kept on disk if it failed."""
     envs: list[FaultEnv] = []
     yield envs
-    keep = request.node.stash.get(_FAILED, False)
+    keep = failed(request.node)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     for env in envs:
         _FIGURES.extend(env.figures)
@@ -65,9 +55,7 @@ def fault_env(fault_envs: list[FaultEnv]) -> Callable[..., FaultEnv]:
     """A factory: a started private cluster and stack (FaultEnv options as keywords)."""
 
     def start(**options: Any) -> FaultEnv:
-        state = Path(tempfile.mkdtemp(prefix="zeitplan-faults-"))
-        state.chmod(0o755)  # the postgres user must get through
-        env = FaultEnv(state, **options)
+        env = FaultEnv(new_state_dir("zeitplan-faults-"), **options)
         fault_envs.append(env)
         return env.start()
 
@@ -83,6 +71,6 @@ def no_unexpected_errors(request: pytest.FixtureRequest,
         for daemon in env.stack.daemons:
             text = daemon.proc.log_path.read_text(errors="replace")
             if UNEXPECTED in text:
-                request.node.stash[_FAILED] = True
+                request.node.stash[FAILED] = True
                 at = text.index(UNEXPECTED)
                 pytest.fail(f"{daemon.name} logged a bug:\n{text[max(0, at - 2000):at + 3000]}")

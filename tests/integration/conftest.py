@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,12 @@ import pytest
 
 from common.daemon import UNEXPECTED
 from common.db import Database
-from common.devcluster import LocalCluster
+from common.devcluster import LocalCluster, new_state_dir
 from common.devstack import Stack
+from tests.conftest import failed
 from tests.integration.support import stack_fixture
 
-_FAILED = pytest.StashKey[bool]()
 _log = logging.getLogger("devcluster")
-
-
-def _new_state_dir() -> Path:
-    """A fresh state directory every user can traverse (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="zeitplan-"))
-    path.chmod(0o755)
-    return path
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        item.stash[_FAILED] = True
-    return report
 
 
 def _finish(cluster: LocalCluster, keep: bool, config: pytest.Config) -> None:
@@ -57,7 +40,7 @@ def _finish(cluster: LocalCluster, keep: bool, config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """The shared cluster: 3 ZooKeeper, PostgreSQL primary + sync standby, 3 RabbitMQ."""
-    shared = LocalCluster(_new_state_dir(), progress=_log.info)
+    shared = LocalCluster(new_state_dir(), progress=_log.info)
     try:
         shared.start()
     except BaseException:
@@ -73,22 +56,22 @@ def fresh_cluster(request: pytest.FixtureRequest) -> Iterator[Callable[..., Loca
     started: list[LocalCluster] = []
 
     def start(**options: Any) -> LocalCluster:
-        private = LocalCluster(_new_state_dir(), progress=_log.info, **options)
+        private = LocalCluster(new_state_dir(), progress=_log.info, **options)
         started.append(private)
         private.start()
         return private
 
     yield start
     for private in started:
-        _finish(private, request.node.stash.get(_FAILED, False), request.config)
+        _finish(private, failed(request.node), request.config)
 
 
 @pytest.fixture
 def state_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     """An empty state directory, removed after the test unless it failed."""
-    path = _new_state_dir()
+    path = new_state_dir()
     yield path
-    if not request.node.stash.get(_FAILED, False):
+    if not failed(request.node):
         shutil.rmtree(path, ignore_errors=True)
 
 
