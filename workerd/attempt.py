@@ -36,6 +36,7 @@ from workerd.overlap import admit, release
 log = structlog.get_logger()
 S = RunState
 CONFIRM_TIMEOUT = 60.0  # seconds to wait for the `running` report's confirm
+HOLD_LIMIT = 1.0  # seconds: a run due later than this goes to a retry tier, sooner is held
 
 
 def utcnow() -> datetime:
@@ -81,7 +82,7 @@ class AttemptRunner:
             return
         if message.not_before and message.not_before > now:
             wait = (message.not_before - now).total_seconds()
-            if wait > 1.0:
+            if wait > HOLD_LIMIT:
                 self.outbox.put(Publish(
                     topo.RETRY, delivery.routing_key, delivery.body, message.attempt_id,
                     {"tier": str(topo.retry_tier(wait))}, generation), settle)

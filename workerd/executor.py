@@ -16,12 +16,11 @@ from common.broker import Delivery
 from common.errors import MessageError, ZeitplanError
 from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode
 from workerd import metrics
-from workerd.attempt import AttemptRunner, Slot, utcnow
+from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
 from workerd.outbox import Outbox, Report, Settle
 
 log = structlog.get_logger()
 CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
-HOLD_LIMIT = 1.0  # seconds: a run due later than this goes to a retry tier instead
 
 Entry = tuple[int, int, Delivery, int, RunMessage]  # (-priority, order, ..., message)
 
