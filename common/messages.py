@@ -65,11 +65,17 @@ class StatusMessage:
 
 @dataclass(frozen=True)
 class HeartbeatMessage:
-    """A worker is alive and executing these (run_id, attempt) pairs."""
+    """A worker is alive and executing these (run_id, attempt) pairs.
+
+    With `complete`, `runs` is everything it executed at `at`: an attempt of this worker
+    that started before `at` and is not listed has ended, and its outcome was published
+    before this message, or it was given up without one.
+    """
 
     worker: str
     at: datetime
     runs: tuple[tuple[int, int], ...]
+    complete: bool = False
     type: str = field(default="heartbeat", init=False)
 
 
@@ -229,6 +235,8 @@ def _convert(cls: type[Any], name: str, value: Any) -> Any:
                 for p in value):
             raise MessageError(f"{where}: must be a list of [run_id, attempt] pairs")
         return tuple((p[0], p[1]) for p in value)
+    if name == "complete" and not isinstance(value, bool):
+        raise MessageError(f"{where}: must be true or false")
     if name in ("payload", "backoff") and not isinstance(value, dict):
         raise MessageError(f"{where}: must be an object")
     if name == "backoff" and (set(value) != {"base", "factor", "cap", "jitter"} or not all(

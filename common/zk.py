@@ -11,19 +11,27 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import ConnectionLoss, KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.interfaces import IAsyncResult
 from kazoo.retry import KazooRetry
 
 from common.errors import CoordinationError
 
+RELEASE_TRIES = 50  # re-sends of a lock release whose reply a broken connection lost
+
 
 class Coordinator:
-    """A ZooKeeper session for one daemon, rooted at `root` (for example ``/zeitplan``)."""
+    """A ZooKeeper session for one daemon, rooted at `root` (for example ``/zeitplan``).
+
+    kazoo queues a request while its connection is being re-established and waits for the
+    reply without a limit; here a call that may be retried later waits `session_timeout`
+    at most (CoordinationError), so no loop of a daemon hangs on a ZooKeeper outage.
+    """
 
     def __init__(self, hosts: str, *, root: str, session_timeout: float, name: str) -> None:
         self.root = root
@@ -92,8 +100,9 @@ class Coordinator:
     def touch(self) -> bool:
         """One round trip to renew the lease; False when ZooKeeper did not answer."""
         try:
-            self._client.exists(self.root)
-        except (KazooException, KazooTimeoutError):
+            self._bounded(self._client.exists_async(self.root), "renew the lease",
+                          self.session_timeout / 3)
+        except CoordinationError:
             return False
         self._last_ok = time.monotonic()
         return True
@@ -105,16 +114,19 @@ class Coordinator:
         return int(client_id[0]) if client_id else None
 
     # -- membership --------------------------------------------------------------------
-    def register(self, kind: str, data: dict[str, Any]) -> None:
-        """Publish this process as an ephemeral member `kind/name` with `data` (JSON)."""
+    def register(self, kind: str, data: dict[str, Any], timeout: float | None = None) -> None:
+        """Publish this process as an ephemeral member `kind/name` with `data` (JSON),
+        waiting `timeout` seconds (the session timeout) at most for each request."""
         path = f"{self.root}/members/{kind}/{self.name}"
         value = json.dumps(data).encode()
         self._members[path] = value
-        with _translate("register"):
-            try:
-                self._client.create(path, value, ephemeral=True, makepath=True)
-            except NodeExistsError:
-                self._client.set(path, value)
+        try:
+            self._bounded(self._client.set_async(path, value), "register", timeout)
+        except CoordinationError as exc:
+            if not isinstance(exc.__cause__, NoNodeError):
+                raise
+            self._bounded(self._client.create_async(path, value, ephemeral=True,
+                                                    makepath=True), "register", timeout)
 
     def _reregister(self) -> None:
         for path, value in self._members.items():
@@ -129,17 +141,21 @@ class Coordinator:
         """Every live member of `kind` with its data."""
         base = f"{self.root}/members/{kind}"
         out: dict[str, dict[str, Any]] = {}
-        with _translate("list members"):
-            try:
-                names = self._client.get_children(base)
-            except NoNodeError:
+        try:
+            names = self._bounded(self._client.get_children_async(base), "list members")
+        except CoordinationError as exc:
+            if isinstance(exc.__cause__, NoNodeError):
                 return out
-            for name in names:
-                try:
-                    raw, _ = self._client.get(f"{base}/{name}")
-                except NoNodeError:
+            raise
+        reads = {name: self._client.get_async(f"{base}/{name}") for name in names}
+        for name, read in reads.items():
+            try:
+                raw, _ = self._bounded(read, "list members")
+            except CoordinationError as exc:
+                if isinstance(exc.__cause__, NoNodeError):
                     continue
-                out[name] = json.loads(raw or b"{}")
+                raise
+            out[name] = json.loads(raw or b"{}")
         return out
 
     # -- leadership --------------------------------------------------------------------
@@ -187,17 +203,30 @@ class Coordinator:
                 return False
 
     def release(self, name: str) -> None:
-        """Release the lock `name` if this session holds it."""
-        with _translate(f"release lock {name}"), suppress(NoNodeError):
-            self._client.delete(f"{self.root}/locks/{name}")
+        """Release the lock `name` if this session holds it, without waiting: ZooKeeper
+        applies the delete in order with this session's later requests (so a lock taken
+        again here comes after it), as soon as the connection allows; a delete whose reply
+        a broken connection lost is sent again; the node goes with the session anyway."""
+        path = f"{self.root}/locks/{name}"
+        session = self.session_id
+        tries = [0]
+
+        def settled(result: IAsyncResult) -> None:
+            if isinstance(result.exception, ConnectionLoss) and tries[0] < RELEASE_TRIES \
+                    and self.session_id == session:
+                tries[0] += 1
+                self._client.delete_async(path).rawlink(settled)
+        self._client.delete_async(path).rawlink(settled)
 
     def holder(self, name: str) -> dict[str, Any] | None:
         """The data of the holder of lock `name`, or None when free."""
-        with _translate(f"read lock {name}"):
-            try:
-                raw, _ = self._client.get(f"{self.root}/locks/{name}")
-            except NoNodeError:
+        try:
+            raw, _ = self._bounded(self._client.get_async(f"{self.root}/locks/{name}"),
+                                   f"read lock {name}")
+        except CoordinationError as exc:
+            if isinstance(exc.__cause__, NoNodeError):
                 return None
+            raise
         result: dict[str, Any] = json.loads(raw or b"{}")
         return result
 
@@ -217,6 +246,12 @@ class Coordinator:
                                            watch=lambda _event: freed.set()) is None:
                         return True
         return False
+
+
+    def _bounded(self, result: IAsyncResult, doing: str, timeout: float | None = None) -> Any:
+        """The result of a request, waiting `timeout` (the session timeout) at most."""
+        with _translate(doing):
+            return result.get(timeout=timeout or self.session_timeout)
 
 
 @contextmanager

@@ -312,18 +312,15 @@ class Term:
     def _requeue_lost(self) -> int:
         now = utcnow()
         try:
-            # What every live worker says it is executing (refreshed every heartbeat).
-            executing: list[tuple[int, int]] | None = [
-                (int(pair[0]), int(pair[1])) for member in self.coord.members("workers").values()
-                for pair in member.get("running", [])]
-        except (CoordinationError, TypeError, ValueError, IndexError):
-            executing = None  # membership unknown: only missing heartbeats count
+            live: list[str] | None = list(self.coord.members("workers"))
+        except CoordinationError:
+            live = None  # membership unknown: only missing heartbeats count
         with self.db.transaction() as conn:
             epochs.note_dispatch(conn, self.epoch)
             rows = q.lost_attempts(
                 conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
                 quiet_before=now - timedelta(seconds=self.cfg.lost_after),
-                executing=executing, limit=self.cfg.batch)
+                live_workers=live, limit=self.cfg.batch)
             retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
             dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
             q.requeue(conn, [r["run_id"] for r in retry], self.epoch, "worker lost")

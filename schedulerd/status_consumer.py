@@ -7,6 +7,7 @@ nothing (events are applied forward-only, logs and attempts are upserts).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 
@@ -114,6 +115,7 @@ class StatusConsumer:
         with self.db.transaction() as conn:
             applied = store.apply(conn, statuses)
             store.heartbeats(conn, beats)
+            self._abandoned(conn, beats)
             store.logs(conn, chunks)
             self._redeliver(conn, returned)
         metrics.STATUS_EVENTS.labels("applied").inc(applied.moved)
@@ -147,13 +149,29 @@ class StatusConsumer:
             if action == "republish":
                 self.publisher.run(run_message(row))
                 metrics.REDISPATCHED.labels("redelivered").inc()
-            elif action == "retry":
-                q.requeue(conn, [report.run_id], row["epoch"], "worker lost")
-                row.update(attempt=row["attempt"] + 1, state="queued")
-                self.publisher.run(run_message(row))
-                metrics.REDISPATCHED.labels("worker_lost").inc()
-                log.warning("worker_lost", run_id=report.run_id, next_attempt=row["attempt"])
-            elif action == "bury":
-                q.bury(conn, [report.run_id], "worker lost; no attempts left")
-                row["state"] = "dead"
-                self.publisher.dead(run_message(row), "worker lost; no attempts left")
+            elif action in ("retry", "bury"):
+                self._next_attempt(conn, row, "worker lost")
+
+    def _abandoned(self, conn: Connection, beats: list[HeartbeatMessage]) -> None:
+        """Give the next attempt to runs a live worker no longer executes though it never
+        reported their outcome (its heartbeat lists everything it executes, and comes after
+        every outcome it published: see HeartbeatMessage)."""
+        for beat in beats:
+            if beat.complete:
+                for row in q.abandoned(conn, beat.worker, beat.at, beat.runs):
+                    self._next_attempt(conn, row, f"attempt given up by {beat.worker}")
+
+    def _next_attempt(self, conn: Connection, row: dict[str, Any], reason: str) -> None:
+        """Publish the next attempt of a claimed run (locked by the caller), or bury it when
+        it has none left. Publishing before the commit re-publishes rather than loses."""
+        if row["attempt"] < row["max_attempts"]:
+            q.requeue(conn, [row["run_id"]], row["epoch"], reason)
+            row.update(attempt=row["attempt"] + 1, state="queued")
+            self.publisher.run(run_message(row))
+            metrics.REDISPATCHED.labels("worker_lost").inc()
+            log.warning("worker_lost", run_id=row["run_id"], reason=reason,
+                        next_attempt=row["attempt"])
+        else:
+            q.bury(conn, [row["run_id"]], f"{reason}; no attempts left")
+            row["state"] = "dead"
+            self.publisher.dead(run_message(row), f"{reason}; no attempts left")

@@ -31,7 +31,7 @@ from workerd import metrics
 from workerd.config import WorkerConfig
 from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
 from workerd.outbox import Confirmation, Outbox, Publish, Report, Settle
-from workerd.overlap import admit, release
+from workerd.overlap import admit
 
 log = structlog.get_logger()
 S = RunState
@@ -119,8 +119,8 @@ class AttemptRunner:
                     max(0.0, (started - message.scheduled_for).total_seconds()))
             outcome = self._execute(message, slot.cancel)
         finally:
-            if admission.lock:
-                release(self.coord, admission.lock, self.stop)
+            if admission.lock:  # without waiting: the outcome must not wait for ZooKeeper
+                self.coord.release(admission.lock)
         if slot.requeue and outcome.state == "cancelled":
             self.outbox.put(replace(settle, ack=False, requeue=True))
             return

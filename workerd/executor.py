@@ -143,10 +143,12 @@ class Executor:
             return [(s.message.run_id, s.message.attempt) for s in self._running.values()]
 
     def heartbeat(self, worker: str) -> None:
-        """Report the running attempts as alive."""
-        runs = self.running()
-        if runs:
-            self.outbox.put(Report(HeartbeatMessage(worker, utcnow(), tuple(runs))))
+        """Report the running attempts as alive, and as all this worker executes: a slot
+        leaves `running()` only after queuing its outcome, so the outcome of every attempt
+        missing from the list travels ahead of this message."""
+        at = utcnow()  # before the list: an attempt that starts meanwhile starts after `at`
+        self.outbox.put(Report(HeartbeatMessage(worker, at, tuple(self.running()),
+                                                complete=True)))
 
     def drain(self, timeout: float) -> None:
         """Stop taking work, give buffered deliveries back, let running attempts finish up to

@@ -95,13 +95,19 @@ class Worker:
         """Heartbeat: report running attempts, refresh the ZooKeeper registration."""
         self.executor.heartbeat(self.name)
         running = self.executor.running()
-        connected = self.transport.broker.connected
-        self.life.ready_reason = None if connected else "RabbitMQ unreachable"
-        self.coord.register("workers", {
-            "pid": os.getpid(), "pools": list(self.config.worker.pools),
-            "slots": self.config.worker.slots, "http_port": self.http.port,
-            "running": [list(r) for r in running]})
         self.life.status_line = f"worker: {len(running)} of {self.config.worker.slots} slots busy"
+        self.life.ready_reason = None if self.transport.broker.connected \
+            else "RabbitMQ unreachable"
+        try:
+            self.coord.register("workers", {
+                "pid": os.getpid(), "pools": list(self.config.worker.pools),
+                "slots": self.config.worker.slots, "http_port": self.http.port,
+                "running": len(running)},
+                # bounded by the heartbeat, so a ZooKeeper outage never holds heartbeats back
+                timeout=self.config.worker.heartbeat_interval)
+        except CoordinationError as exc:
+            log.warning("registration_failed", error=str(exc))
+            self.life.ready_reason = self.life.ready_reason or "ZooKeeper unreachable"
         return self.config.worker.heartbeat_interval
 
 

@@ -12,15 +12,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
-from common.errors import CoordinationError
 from common.messages import CancelMessage, RunMessage
 from common.zk import Coordinator
 
 WAIT_LIMIT = 24 * 3600.0
-RELEASE_TRIES = 20
-log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -65,18 +60,3 @@ def _wait_and_take(coord: Coordinator, name: str, mine: dict[str, object],
         if coord.try_lock(name, mine):
             return Admission(True, name)
     return Admission(False, reason=f"overlap: gave up waiting for {held_by}")
-
-
-def release(coord: Coordinator, lock: str, stop: threading.Event) -> None:
-    """Release `lock`, retrying through a ZooKeeper blip; never raises (a lock that cannot
-    be released goes with this worker's session, and the outcome is still reported)."""
-    for attempt in range(RELEASE_TRIES):
-        try:
-            coord.release(lock)
-            return
-        except CoordinationError as exc:
-            log.warning("lock_release_retrying", lock=lock, attempt=attempt + 1,
-                        error=str(exc))
-            stop.wait(0.5)
-    log.error("lock_release_failed", lock=lock,
-              consequence="held until this worker's ZooKeeper session ends")

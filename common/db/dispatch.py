@@ -102,20 +102,18 @@ def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[s
 
 
 def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: datetime,
-                  executing: Sequence[tuple[int, int]] | None,
+                  live_workers: Sequence[str] | None,
                   limit: int) -> list[dict[str, Any]]:
     """Attempts whose worker is gone, locked for this transaction: running with no
-    heartbeat since `stale_before`, or since `quiet_before` while no live worker lists it
-    among the (run_id, attempt) pairs it is `executing` (None: membership unknown); and
-    runs waiting for a retry that has not come for longer than the job's longest backoff
-    plus the stale window."""
-    pairs = None if executing is None else [f"{run}.{attempt}" for run, attempt in executing]
+    heartbeat since `stale_before`, or since `quiet_before` while their worker is not among
+    the `live_workers` (None: membership unknown); and runs waiting for a retry that has not
+    come for longer than the job's longest backoff plus the stale window."""
     running = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'running' AND (r.heartbeat_at < %s OR (%s::text[] IS NOT NULL AND "
-        "r.heartbeat_at < %s AND NOT ((r.id || '.' || r.attempt) = ANY(%s::text[])))) "
+        "r.heartbeat_at < %s AND NOT (coalesce(r.worker, '') = ANY(%s::text[])))) "
         "ORDER BY r.heartbeat_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-        (stale_before, pairs, quiet_before, pairs, limit)).fetchall()
+        (stale_before, live_workers, quiet_before, live_workers, limit)).fetchall()
     waiting = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'retrying' AND "
@@ -123,6 +121,19 @@ def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: dat
         "ORDER BY r.updated_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
         (stale_before, limit)).fetchall()
     return running + waiting
+
+
+def abandoned(conn: Connection, worker: str, at: datetime,
+              executing: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Attempts running on `worker` in the database that started before `at` but are not
+    among those its complete heartbeat of `at` lists as `executing`: they ended without an
+    outcome (given up, or the worker restarted). Locked for this transaction."""
+    pairs = [f"{run}.{attempt}" for run, attempt in executing]
+    return conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.epoch, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.state = 'running' AND r.worker = %s AND r.started_at < %s "
+        "AND NOT ((r.id || '.' || r.attempt) = ANY(%s::text[])) FOR UPDATE OF r",
+        (worker, at, pairs)).fetchall()
 
 
 def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str) -> None:

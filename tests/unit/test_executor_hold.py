@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from common.broker import Delivery
-from common.messages import RunMessage, encode
+from common.messages import HeartbeatMessage, RunMessage, StatusMessage, encode
+from common.states import RunState
 from workerd.attempt import AttemptRunner, Slot
 from workerd.executor import Executor
-from workerd.outbox import Outbox, Settle
+from workerd.outbox import Outbox, Report, Settle
 
 
 class Recorder:
@@ -92,3 +93,40 @@ def test_drain_gives_held_runs_back_to_the_broker() -> None:
     assert given_back == [Settle(7, 3, ack=False, requeue=True)]
     time.sleep(1.0)
     assert recorder.started == {}
+
+
+class Finisher(Recorder):
+    """Queues an outcome report, as AttemptRunner does, before its slot is given up."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__()
+        self.outbox = outbox
+
+    def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
+               cancelled: bool) -> None:
+        self.outbox.put(Report(StatusMessage(message.run_id, 1, RunState.SUCCEEDED,
+                                             datetime.now(UTC))))
+        super().handle(delivery, generation, message, slot, cancelled)
+
+
+def test_a_heartbeat_is_complete_sent_even_when_idle_and_after_the_outcomes_of_runs_it_omits(
+        ) -> None:
+    outbox = Outbox()
+    runner = Finisher(outbox)
+    ex = Executor(cast(AttemptRunner, runner), outbox, 1)
+    before = datetime.now(UTC)
+    ex.heartbeat("w1")
+    ex.start()
+    ex.submit(delivery(4, not_before=None), generation=1)
+    runner.wait_for(1, 5)
+    deadline = time.monotonic() + 5
+    while ex.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ex.heartbeat("w1")
+    sent = [a.message for a in outbox.take(10) if isinstance(a, Report)]
+    assert [type(m).__name__ for m in sent] == ["HeartbeatMessage", "StatusMessage",
+                                                "HeartbeatMessage"]
+    first, _, last = sent
+    assert isinstance(first, HeartbeatMessage) and isinstance(last, HeartbeatMessage)
+    assert first.complete and first.runs == () and first.at >= before
+    assert last.complete and last.runs == ()

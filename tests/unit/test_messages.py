@@ -62,6 +62,7 @@ def body(obj: Any) -> bytes:
     [RUN, STATUS, HEARTBEAT, LOG, CANCEL, REDELIVERED,
      StatusMessage(run_id=1, attempt=1, state=RunState.QUEUED, at=T0),
      HeartbeatMessage(worker="idle", at=T0, runs=()),
+     HeartbeatMessage(worker="w2", at=T0, runs=((7, 1),), complete=True),
      LogMessage(run_id=1, attempt=1, stream="stderr", seq=0, data=b""),
      CancelMessage(run_id=41, job_id=None)],
     ids=lambda m: type(m).__name__,
@@ -89,6 +90,13 @@ def test_the_wire_form_is_versioned_json_with_binary_data_as_base64_text() -> No
     assert wire["v"] == VERSION and wire["type"] == "log"
     assert isinstance(wire["data"], str)
     assert json.loads(encode(STATUS))["state"] == "failed"
+
+
+def test_a_heartbeat_without_the_complete_field_is_an_older_workers_partial_list() -> None:
+    wire = json.loads(encode(HEARTBEAT))
+    del wire["complete"]
+    decoded = decode(body(wire))
+    assert isinstance(decoded, HeartbeatMessage) and decoded.complete is False
 
 
 def test_heartbeat_runs_come_back_as_a_tuple_of_pairs() -> None:
@@ -244,6 +252,7 @@ def cases(*rows: tuple[dict[str, Any], str, Any, str]) -> list[Any]:
         (HEARTBEAT_WIRE, "runs", [["1", 2]], "HeartbeatMessage.runs: must be a list of"),
         (HEARTBEAT_WIRE, "runs", {"1": 2}, "HeartbeatMessage.runs: must be a list of"),
         (HEARTBEAT_WIRE, "worker", None, "HeartbeatMessage.worker"),
+        (HEARTBEAT_WIRE, "complete", 1, "HeartbeatMessage.complete: must be true or false"),
         (LOG_WIRE, "data", "not base64!", "LogMessage.data: not base64"),
         (LOG_WIRE, "data", 12, "LogMessage.data: not base64"),
         (LOG_WIRE, "seq", "3", "LogMessage.seq: must be an integer"),
