@@ -1,13 +1,20 @@
-"""Free 127.0.0.1 ports, chosen by the kernel, and cheap TCP probes."""
+"""Free 127.0.0.1 ports, and cheap TCP probes.
+
+Ports are picked at random below the kernel's ephemeral range and checked free: a port the
+kernel hands out for `bind(0)` comes from the range it also takes the source ports of
+outgoing connections from, so between our check and the service's own bind, any of the
+cluster's many client connections could take it (seen as "Address already in use").
+"""
 
 from __future__ import annotations
 
-import contextlib
+import random
 import socket
 import threading
-from collections.abc import Iterator
+from pathlib import Path
 
 HOST = "127.0.0.1"
+LOWEST = 10000
 
 # Ports handed out by this process but maybe not bound yet by their service: never twice.
 _given: set[int] = set()
@@ -24,27 +31,29 @@ def _bind(port: int) -> socket.socket | None:
     return sock
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel uses for ephemeral ports (32768 if unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports that are free on 127.0.0.1 right now."""
-    with _lock, contextlib.ExitStack() as held:
-        ports: list[int] = []
-        while len(ports) < count:
-            sock = held.enter_context(_bind_any())
-            port = int(sock.getsockname()[1])
-            if port not in _given:
-                ports.append(port)
-        _given.update(ports)
-        return ports
+    return [free_port_range(1) for _ in range(count)]
 
 
 def free_port_range(count: int) -> int:
     """The first of `count` consecutive ports that are all free right now."""
+    top = _ephemeral_floor() - count
+    if top <= LOWEST:
+        raise OSError(f"no room below the ephemeral ports ({top + count}) for {count} ports")
     with _lock:
-        for _ in range(200):
-            with _bind_any() as probe:
-                first = int(probe.getsockname()[1])
+        for _ in range(500):
+            first = random.randint(LOWEST, top)
             candidates = range(first, first + count)
-            if first + count > 65535 or _given.intersection(candidates):
+            if _given.intersection(candidates):
                 continue
             socks = [_bind(port) for port in candidates]
             for sock in socks:
@@ -54,16 +63,6 @@ def free_port_range(count: int) -> int:
                 _given.update(candidates)
                 return first
     raise OSError(f"no {count} consecutive free ports found on {HOST}")
-
-
-@contextlib.contextmanager
-def _bind_any() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((HOST, 0))
-        yield sock
-    finally:
-        sock.close()
 
 
 def accepts(port: int, timeout: float = 0.5) -> bool:

@@ -1,7 +1,6 @@
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from common.devcluster.ports import free_ports
 from workerd.jobtypes import JobContext, Outcome, RunKey
 from workerd.jobtypes.sql import SqlJob
 
@@ -23,10 +23,7 @@ KEY = RunKey(run_id=1, job_id=2, scheduled_for=datetime(2024, 5, 1, tzinfo=UTC),
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 def as_postgres(*argv: str) -> None:
