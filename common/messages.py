@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -136,6 +137,13 @@ def encode(message: Message) -> bytes:
         body[name] = value
     body["v"] = VERSION
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_pack(messages: Sequence[RunMessage]) -> bytes:
+    """Run messages as one body: a JSON list (a single run is sent as its object)."""
+    if len(messages) == 1:
+        return encode(messages[0])
+    return b"[" + b",".join(encode(m) for m in messages) + b"]"
 
 
 def encode_batches(messages: list[StatusQueueMessage], limit: int = 1024 * 1024

@@ -24,6 +24,7 @@ class LeaderSection:
     poll_interval: float = 0.5      # materialise and refill this often; longest sleep
     dispatch_ahead: float = 0.25    # publish runs this early; workers hold them until due
     batch: int = 500                # runs per dispatch transaction
+    runs_per_message: int = 10      # runs of one queue published together in one message
     stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
     lost_after: float = 10.0        # ... or this long, when its worker left ZooKeeper
     orphan_grace: float = 10.0      # wait before re-publishing a dead leader's last batch
@@ -38,6 +39,8 @@ class LeaderSection:
             raise ValueError("'leader.dispatch_ahead' must be between 0 and 1 second")
         if self.batch < 1:
             raise ValueError("'leader.batch' must be at least 1")
+        if not 1 <= self.runs_per_message <= 100:
+            raise ValueError("'leader.runs_per_message' must be between 1 and 100")
         if self.stale_after <= 0:
             raise ValueError("'leader.stale_after' must be positive")
         if not 0 < self.lost_after <= self.stale_after:

@@ -86,7 +86,8 @@ class Term:
         self.publisher = RunPublisher(
             self.broker, self.cfg.pools,
             BatchPublisher(config.broker.urls, heartbeat=config.broker.heartbeat,
-                           name=f"schedulerd-dispatch-{config.node.name}"))
+                           name=f"schedulerd-dispatch-{config.node.name}"),
+            runs_per_message=self.cfg.runs_per_message)
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -122,3 +122,13 @@ def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts
         # The retry message itself came back before it started: send it again.
         return "retry" if run_attempt < max_attempts else "bury"
     return "ignore"
+
+
+def packs(keys: Sequence[str], size: int) -> list[list[int]]:
+    """Indexes of runs to send together, one pack per message: runs with the same routing
+    key (`keys[i]` is run i's), in their order, `size` at most to a pack."""
+    by_key: dict[str, list[int]] = {}
+    for index, key in enumerate(keys):
+        by_key.setdefault(key, []).append(index)
+    return [group[start:start + size] for group in by_key.values()
+            for start in range(0, len(group), size)]

@@ -11,8 +11,9 @@ from common import broker as topo
 from common.broker import Broker
 from common.broker_batch import BatchPublisher, Outgoing, PublishIncomplete
 from common.errors import BrokerError
-from common.messages import RunMessage, encode
+from common.messages import RunMessage, encode, encode_pack
 from schedulerd import metrics
+from schedulerd.planner import packs
 
 log = structlog.get_logger()
 
@@ -22,9 +23,10 @@ class RunPublisher:
     through `broker` (confirmed one by one); batches through `batcher` (windowed confirms)."""
 
     def __init__(self, broker: Broker, pools: tuple[str, ...],
-                 batcher: BatchPublisher | None = None) -> None:
+                 batcher: BatchPublisher | None = None, runs_per_message: int = 1) -> None:
         self.broker = broker
         self.batcher = batcher
+        self.runs_per_message = runs_per_message
         self.known_pools = set(pools)
         self.declared: set[str] = set()
 
@@ -56,16 +58,21 @@ class RunPublisher:
         _count([message])
 
     def runs(self, messages: list[RunMessage]) -> None:
-        """Publish attempts as one batch; PublishIncomplete names the confirmed ones."""
+        """Publish attempts as one batch, runs of one queue packed `runs_per_message` to a
+        message; PublishIncomplete names the confirmed ones (indexes into `messages`)."""
         assert self.batcher is not None, "RunPublisher.runs needs a batcher"
         self._declare(messages)
+        keys = [topo.run_routing_key(m.pool, m.priority) for m in messages]
+        groups = packs(keys, self.runs_per_message)
         try:
             self.batcher.publish([Outgoing(
-                topo.RUNS, topo.run_routing_key(m.pool, m.priority), encode(m), m.attempt_id)
-                for m in messages], while_waiting=self._keep_alive)
+                topo.RUNS, keys[group[0]], encode_pack([messages[i] for i in group]),
+                messages[group[0]].attempt_id) for group in groups],
+                while_waiting=self._keep_alive)
         except PublishIncomplete as exc:
-            _count([m for i, m in enumerate(messages) if i in exc.confirmed])
-            raise
+            confirmed = frozenset(i for n in exc.confirmed for i in groups[n])
+            _count([messages[i] for i in sorted(confirmed)])
+            raise PublishIncomplete(str(exc), confirmed) from exc
         _count(messages)
 
     def _keep_alive(self) -> None:

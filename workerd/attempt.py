@@ -30,8 +30,9 @@ from common.zk import Coordinator
 from workerd import metrics
 from workerd.config import WorkerConfig
 from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
-from workerd.outbox import Confirmation, Outbox, Publish, Report, Settle
+from workerd.outbox import Confirmation, Outbox, Publish, Report
 from workerd.overlap import admit
+from workerd.receipt import RETURNED, Receipt
 
 log = structlog.get_logger()
 S = RunState
@@ -66,38 +67,37 @@ class AttemptRunner:
         self.job_types = job_types
         self.stop = stop
 
-    def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
+    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
                cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
-        settle = Settle(delivery.tag, generation)
         now = utcnow()
-        if delivery.redelivered or delivery.delivery_count:
+        if delivery.redelivered or delivery.delivery_count or RETURNED in delivery.headers:
             # Its earlier consumer died or gave it back: whether that attempt started is
             # known to the database only, so the schedulers decide.
             self.outbox.put(Report(RedeliveredMessage(message.run_id, message.attempt,
-                                                      self.worker, now)), settle)
+                                                      self.worker, now)), *receipt.done())
             return
         if cancelled:
-            self._final(message, S.CANCELLED, settle, reason="cancelled before it started")
+            self._final(message, S.CANCELLED, receipt, reason="cancelled before it started")
             return
         if message.not_before and message.not_before > now:
             wait = (message.not_before - now).total_seconds()
             if wait > HOLD_LIMIT:
                 self.outbox.put(Publish(
-                    topo.RETRY, delivery.routing_key, delivery.body, message.attempt_id,
-                    {"tier": str(topo.retry_tier(wait))}, generation), settle)
+                    topo.RETRY, receipt.routing_key, receipt.body, message.attempt_id,
+                    {"tier": str(topo.retry_tier(wait))}, receipt.generation), *receipt.done())
                 return
             if self.stop.wait(wait):
-                self.outbox.put(replace(settle, ack=False, requeue=True))
+                self.outbox.put(*receipt.give_back())
                 return
         if message.start_deadline and utcnow() > message.start_deadline:
-            self._final(message, S.SKIPPED, settle,
+            self._final(message, S.SKIPPED, receipt,
                         reason=f"start deadline missed: {message.start_deadline.isoformat()}")
             return
         admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
                           self.cfg.kill_grace)
         if not admission.admitted:
-            self._final(message, S.SKIPPED, settle, reason=admission.reason)
+            self._final(message, S.SKIPPED, receipt, reason=admission.reason)
             return
         try:
             started = utcnow()
@@ -107,12 +107,12 @@ class AttemptRunner:
             # and this attempt never runs here.
             confirmation = Confirmation()
             self.outbox.put(Report(self._status(message, S.RUNNING, started_at=started),
-                                   confirmation, generation))
+                                   confirmation, receipt.generation))
             if not confirmation.wait(CONFIRM_TIMEOUT):
                 log.warning("attempt_abandoned", run_id=message.run_id,
                             reason="its connection to RabbitMQ broke before it started")
                 # Give it back if that connection still stands (a stale settle is dropped).
-                self.outbox.put(replace(settle, ack=False, requeue=True))
+                self.outbox.put(*receipt.give_back())
                 return
             if message.attempt == 1:
                 metrics.START_LATENESS.observe(
@@ -122,9 +122,9 @@ class AttemptRunner:
             if admission.lock:  # without waiting: the outcome must not wait for ZooKeeper
                 self.coord.release(admission.lock)
         if slot.requeue and outcome.state == "cancelled":
-            self.outbox.put(replace(settle, ack=False, requeue=True))
+            self.outbox.put(*receipt.give_back())
             return
-        self._conclude(delivery, generation, message, outcome, started, settle)
+        self._conclude(receipt, message, outcome, started)
 
     def _execute(self, message: RunMessage, cancel: threading.Event) -> Outcome:
         job_type = self.job_types.get(message.job_type)
@@ -147,21 +147,22 @@ class AttemptRunner:
             log.exception("job_type_crashed", run_id=message.run_id, job_type=message.job_type)
             return Outcome("failed", error=f"worker error: {type(exc).__name__}: {exc}")
 
-    def _conclude(self, delivery: Delivery, generation: int, message: RunMessage,
-                  outcome: Outcome, started: datetime, settle: Settle) -> None:
+    def _conclude(self, receipt: Receipt, message: RunMessage, outcome: Outcome,
+                  started: datetime) -> None:
         state = RunState(outcome.state)
         metrics.ATTEMPTS.labels(outcome.state).inc()
         common: dict[str, Any] = {"started_at": started, "exit_code": outcome.exit_code,
                                   "error": outcome.error}
         if state in (S.SUCCEEDED, S.CANCELLED):
-            self._final(message, state, settle, **common)
+            self._final(message, state, receipt, **common)
             return
         self._report(message, state, **common)
         if message.attempt >= message.max_attempts:
             reason = f"failed {message.attempt} of {message.max_attempts} attempts"
             self._report(message, S.DEAD, reason=reason, **common)
-            self.outbox.put(Publish(topo.DEAD, "", delivery.body, message.attempt_id,
-                                    {"x-zeitplan-reason": reason}, generation), settle)
+            self.outbox.put(Publish(topo.DEAD, "", receipt.body, message.attempt_id,
+                                    {"x-zeitplan-reason": reason}, receipt.generation),
+                            *receipt.done())
             log.error("run_dead", run_id=message.run_id, job_id=message.job_id,
                       attempt=message.attempt, error=outcome.error)
             return
@@ -175,17 +176,17 @@ class AttemptRunner:
                      f"{message.max_attempts} in {delay.total_seconds():g} s", **common)
         seconds = delay.total_seconds()
         if seconds > 1.0:
-            target = Publish(topo.RETRY, delivery.routing_key, encode(retry), retry.attempt_id,
-                             {"tier": str(topo.retry_tier(seconds))}, generation)
+            target = Publish(topo.RETRY, receipt.routing_key, encode(retry), retry.attempt_id,
+                             {"tier": str(topo.retry_tier(seconds))}, receipt.generation)
         else:
-            target = Publish(topo.RUNS, delivery.routing_key, encode(retry), retry.attempt_id,
-                             None, generation)
-        self.outbox.put(target, settle)
+            target = Publish(topo.RUNS, receipt.routing_key, encode(retry), retry.attempt_id,
+                             None, receipt.generation)
+        self.outbox.put(target, *receipt.done())
 
-    def _final(self, message: RunMessage, state: RunState, settle: Settle,
+    def _final(self, message: RunMessage, state: RunState, receipt: Receipt,
                **fields: Any) -> None:
         self._report(message, state, **fields)
-        self.outbox.put(settle)
+        self.outbox.put(*receipt.done())
 
     def _report(self, message: RunMessage, state: RunState, **fields: Any) -> None:
         self.outbox.put(Report(self._status(message, state, **fields)))

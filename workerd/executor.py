@@ -14,15 +14,16 @@ import structlog
 
 from common.broker import Delivery
 from common.errors import MessageError, ZeitplanError
-from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode
+from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_batch, encode
 from workerd import metrics
 from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
 from workerd.outbox import Outbox, Report, Settle
+from workerd.receipt import Pack, Receipt
 
 log = structlog.get_logger()
 CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
 
-Entry = tuple[int, int, Delivery, int, RunMessage]  # (-priority, order, ..., message)
+Entry = tuple[int, int, Delivery, Receipt, RunMessage]  # (-priority, order, ..., message)
 
 
 class Executor:
@@ -55,24 +56,34 @@ class Executor:
 
     # -- called from the broker thread -------------------------------------------------
     def submit(self, delivery: Delivery, generation: int) -> None:
-        """Accept a delivery: parse it now; a malformed one is dead-lettered at once."""
+        """Accept a delivery of one run message or a pack of them: parse it now; a malformed
+        one is dead-lettered at once, whole."""
         try:
-            message = decode(delivery.body)
-            if not isinstance(message, RunMessage):
-                raise MessageError(f"a {message.type} message on a run queue")
+            messages = decode_batch(delivery.body)
+            wrong = [m for m in messages if not isinstance(m, RunMessage)]
+            if wrong or not messages:
+                raise MessageError(f"a {wrong[0].type} message on a run queue" if wrong
+                                   else "an empty pack of runs")
         except MessageError as exc:
             metrics.REJECTED.inc()
             log.warning("run_message_rejected", error=str(exc), queue=delivery.queue)
             self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=False))
             return
-        entry = (-message.priority, next(self._order), delivery, generation, message)
-        due = message.not_before
-        if due is not None and 0 < (due - utcnow()).total_seconds() <= HOLD_LIMIT:
-            with self._held_changed:
-                heapq.heappush(self._held, (due, entry))
-                self._held_changed.notify()
-        else:
-            self._buffer.put(entry)
+        runs = [m for m in messages if isinstance(m, RunMessage)]
+        pack = Pack(len(runs)) if len(runs) > 1 else None
+        now = utcnow()
+        for message in runs:
+            receipt = Receipt(delivery.tag, generation, delivery.routing_key,
+                              encode(message) if pack else delivery.body, message.attempt_id,
+                              pack)
+            entry = (-message.priority, next(self._order), delivery, receipt, message)
+            due = message.not_before
+            if due is not None and 0 < (due - now).total_seconds() <= HOLD_LIMIT:
+                with self._held_changed:
+                    heapq.heappush(self._held, (due, entry))
+                    self._held_changed.notify()
+            else:
+                self._buffer.put(entry)
 
     def _release_held(self) -> None:
         with self._held_changed:
@@ -106,26 +117,26 @@ class Executor:
         while True:
             self._taking.wait()
             try:
-                _, _, delivery, generation, message = self._buffer.get(timeout=0.2)
+                _, _, delivery, receipt, message = self._buffer.get(timeout=0.2)
             except queue.Empty:
                 continue
             if not self._taking.is_set():  # draining: give it back untouched
-                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+                self.outbox.put(*receipt.give_back())
                 continue
             slot = Slot(message, threading.Event())
             with self._lock:
                 self._running[message.run_id] = slot
             metrics.RUNNING.set(len(self._running))
             try:
-                self.runner.handle(delivery, generation, message, slot, self._was_cancelled(
+                self.runner.handle(delivery, receipt, message, slot, self._was_cancelled(
                     message))
             except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
                 log.warning("attempt_not_started", run_id=message.run_id, error=str(exc))
                 self.runner.stop.wait(1.0)  # do not spin while the service is down
-                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+                self.outbox.put(*receipt.give_back())
             except Exception:  # noqa: BLE001 - never lose a slot thread
                 log.exception("unexpected error, please report", run_id=message.run_id)
-                self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+                self.outbox.put(*receipt.give_back())
             finally:
                 with self._lock:
                     self._running.pop(message.run_id, None)
@@ -169,11 +180,11 @@ class Executor:
     def _give_back_buffered(self) -> None:
         with self._held_changed:
             held, self._held = self._held, []
-        for _, (_, _, delivery, generation, _) in held:
-            self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+        for _, (_, _, _, receipt, _) in held:
+            self.outbox.put(*receipt.give_back())
         while True:
             try:
-                _, _, delivery, generation, _ = self._buffer.get_nowait()
+                _, _, _, receipt, _ = self._buffer.get_nowait()
             except queue.Empty:
                 return
-            self.outbox.put(Settle(delivery.tag, generation, ack=False, requeue=True))
+            self.outbox.put(*receipt.give_back())

@@ -86,6 +86,8 @@ class Outbox:
 
     def put(self, *actions: Action) -> None:
         """Queue actions, in order, and wake the consumer (once until its next take)."""
+        if not actions:
+            return
         for action in actions:
             self._queue.put(action)
         if not self._signalled:

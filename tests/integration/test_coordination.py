@@ -17,7 +17,7 @@ from common.zk import Coordinator
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-SESSION = 6.0
+SESSION = 4.0
 
 
 @pytest.fixture

@@ -344,6 +344,7 @@ BROKER = '[broker]\nurls = ["amqp://rmq1:5672/"]\n'
         ("leader", "[leader]\nlookahead = 0.1\n", "'leader.lookahead'"),
         ("leader", "[leader]\npoll_interval = 11\n", "'leader.poll_interval'"),
         ("leader", "[leader]\nbatch = 0\n", "'leader.batch'"),
+        ("leader", "[leader]\nruns_per_message = 0\n", "'leader.runs_per_message'"),
         ("leader", "[leader]\nstale_after = 0\n", "stale_after"),
         ("leader", "[leader]\norphan_grace = -1\n", "orphan_grace"),
     ],

@@ -13,6 +13,7 @@ from common.states import RunState
 from workerd.attempt import AttemptRunner, Slot
 from workerd.executor import Executor
 from workerd.outbox import Outbox, Report, Settle
+from workerd.receipt import Receipt
 
 
 class Recorder:
@@ -23,7 +24,7 @@ class Recorder:
         self.stop = threading.Event()
         self.done = threading.Condition()
 
-    def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
+    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
                cancelled: bool) -> None:
         with self.done:
             self.started[message.run_id] = datetime.now(UTC)
@@ -102,11 +103,11 @@ class Finisher(Recorder):
         super().__init__()
         self.outbox = outbox
 
-    def handle(self, delivery: Delivery, generation: int, message: RunMessage, slot: Slot,
+    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
                cancelled: bool) -> None:
         self.outbox.put(Report(StatusMessage(message.run_id, 1, RunState.SUCCEEDED,
                                              datetime.now(UTC))))
-        super().handle(delivery, generation, message, slot, cancelled)
+        super().handle(delivery, receipt, message, slot, cancelled)
 
 
 def test_a_heartbeat_is_complete_sent_even_when_idle_and_after_the_outcomes_of_runs_it_omits(

@@ -1,0 +1,59 @@
+"""How a run message is settled once its attempt is decided.
+
+A delivery carries one run message or a pack of several (the leader packs runs of one
+queue that are due together). The delivery is acknowledged after the last of its runs is
+settled, so the acknowledgement still follows every outcome published for it. A run of a
+pack cannot go back to the queue alone: it is published again, marked as returned, and the
+worker that gets it leaves the decision to the schedulers, as for a redelivered message.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from common import broker as topo
+from workerd.outbox import Action, Publish, Settle
+
+RETURNED = "x-zeitplan-returned"  # header of a run given back out of a pack
+
+
+@dataclass
+class Pack:
+    """The runs of one delivery still to be settled."""
+
+    remaining: int
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settle_one(self) -> bool:
+        """Count one run as settled; True for the last."""
+        with self._lock:
+            self.remaining -= 1
+            return self.remaining == 0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One run of delivery `tag` on connection `generation`, with its own message `body`."""
+
+    tag: int
+    generation: int
+    routing_key: str
+    body: bytes
+    message_id: str
+    pack: Pack | None = None
+
+    def done(self) -> list[Action]:
+        """Acknowledge, after whatever was queued before: the delivery, once every run it
+        carries is done."""
+        if self.pack is None or self.pack.settle_one():
+            return [Settle(self.tag, self.generation)]
+        return []
+
+    def give_back(self) -> list[Action]:
+        """Return the run unstarted: the delivery back to its queue, or this run of a pack
+        published again, marked as returned."""
+        if self.pack is None:
+            return [Settle(self.tag, self.generation, ack=False, requeue=True)]
+        return [Publish(topo.RUNS, self.routing_key, self.body, self.message_id,
+                        {RETURNED: "1"}, self.generation), *self.done()]
