@@ -111,11 +111,12 @@ def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts
     if reported_attempt == run_attempt:
         if state == "queued":
             return "republish"
-        # The worker reported the failure, then its retry message may have gone with its
-        # connection: send the next attempt rather than leave the run waiting for nothing.
-        # A `running` attempt is not decided here: its worker may live on behind a broken
-        # connection; the leader retries it once the worker is gone (Term._requeue_lost).
-        if after_failure:
+        # The worker reported the failure, then died or lost its connection before its
+        # retry message was confirmed: send the next attempt rather than leave the run
+        # waiting for nothing. `retrying` is reported only after that confirm: the retry
+        # is on its way. A `running` attempt is not decided here: its worker may live on
+        # behind a broken connection (its heartbeats tell; see StatusConsumer._abandoned).
+        if state in ("failed", "timed_out"):
             return "retry" if run_attempt < max_attempts else "bury"
         return "ignore"
     if reported_attempt == run_attempt + 1 and after_failure:

@@ -172,15 +172,18 @@ class AttemptRunner:
                           jitter=message.backoff["jitter"])
         delay = backoff.delay(message.attempt + 1, seed=message.attempt_id)
         retry = replace(message, attempt=message.attempt + 1, not_before=utcnow() + delay)
-        self._report(message, S.RETRYING, reason=f"attempt {retry.attempt} of "
-                     f"{message.max_attempts} in {delay.total_seconds():g} s", **common)
         seconds = delay.total_seconds()
+        # `retrying` is reported once the retry message is with the broker: a run that comes
+        # back to a queue while `failed` may have lost its retry, one `retrying` has not.
+        retrying = self._status(message, S.RETRYING, reason=f"attempt {retry.attempt} of "
+                                f"{message.max_attempts} in {seconds:g} s", **common)
         if seconds > 1.0:
             target = Publish(topo.RETRY, receipt.routing_key, encode(retry), retry.attempt_id,
-                             {"tier": str(topo.retry_tier(seconds))}, receipt.generation)
+                             {"tier": str(topo.retry_tier(seconds))}, receipt.generation,
+                             then=retrying)
         else:
             target = Publish(topo.RUNS, receipt.routing_key, encode(retry), retry.attempt_id,
-                             None, receipt.generation)
+                             None, receipt.generation, then=retrying)
         self.outbox.put(target, *receipt.done())
 
     def _final(self, message: RunMessage, state: RunState, receipt: Receipt,

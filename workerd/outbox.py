@@ -29,6 +29,9 @@ class Publish:
     # is gone, the delivery returns to its queue and the schedulers decide its fate, so the
     # publish is dropped instead of duplicating their decision.
     generation: int | None = None
+    # Reported once this publish is confirmed (and dropped with it): the schedulers then
+    # know it was made (a run is `retrying` only once its retry message is with the broker).
+    then: StatusQueueMessage | None = None
 
 
 class Confirmation:

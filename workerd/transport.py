@@ -99,31 +99,45 @@ class Transport:
 
     def _perform(self) -> None:
         """Carry out the queued actions of one chunk: all its reports first (batched into as
-        few messages as fit), then its publishes in order, then its settlements (one
-        cumulative ack where it can). Each settlement still follows every report and
-        publish queued before it, and a chunk costs one confirm wait per report message.
-        An action leaves `carry` only once performed, so a broken connection loses none.
+        few messages as fit), then its publishes in order, then the reports that follow
+        those publishes, then its settlements (one cumulative ack where it can). Each
+        settlement still follows every report and publish queued before it, and a chunk
+        costs one confirm wait per report message. An action leaves `carry` only once
+        performed, so a broken connection loses none.
         """
         self.carry.extend(self.outbox.take(BATCH - len(self.carry)))
+        self._send_reports()
+        self.carry.sort(key=lambda a: isinstance(a, Settle))  # stable: publishes in order
+        followups: list[Action] = []
+        try:
+            while self.carry and isinstance(self.carry[0], Publish):
+                action = self.carry[0]
+                if self._current(action.generation):
+                    self.broker.publish(action.exchange, action.routing_key, action.body,
+                                        message_id=action.message_id, headers=action.headers)
+                    if action.then is not None:
+                        followups.append(Report(action.then))
+                self.carry.pop(0)
+        finally:
+            self.carry[0:0] = followups  # sent next, also after a broken connection
+        self._send_reports()
+        settles = [a for a in self.carry if isinstance(a, Settle) and self._current(a.generation)]
+        self._settle(settles)
+        self.carry = []
+
+    def _send_reports(self) -> None:
+        """Publish every report in `carry` (as few messages as fit), settle the ones that
+        wait for their confirm, and take them out of `carry`."""
         reports = [a for a in self.carry if isinstance(a, Report)]
+        if not reports:
+            return
         sent = [r for r in reports if self._current(r.generation)]
         for body in encode_batches([r.message for r in sent]):
             self.broker.publish(topo.STATUS, topo.STATUS, body)
         for report in reports:
             if report.confirm is not None:
                 report.confirm.settle(self._current(report.generation))
-        if reports:
-            self.carry = [a for a in self.carry if not isinstance(a, Report)]
-        self.carry.sort(key=lambda a: isinstance(a, Settle))  # stable: publishes in order
-        while self.carry and isinstance(self.carry[0], Publish):
-            action = self.carry[0]
-            if self._current(action.generation):
-                self.broker.publish(action.exchange, action.routing_key, action.body,
-                                    message_id=action.message_id, headers=action.headers)
-            self.carry.pop(0)
-        settles = [a for a in self.carry if isinstance(a, Settle) and self._current(a.generation)]
-        self._settle(settles)
-        self.carry = []
+        self.carry = [a for a in self.carry if not isinstance(a, Report)]
 
     def _settle(self, settles: list[Settle]) -> None:
         for action in settles:

@@ -128,14 +128,14 @@ def test_clear_forgets_every_run_so_they_can_be_reloaded() -> None:
         ("running", 1, 1, 3, "ignore"),  # its worker may live on: the leader decides
         ("failed", 2, 2, 3, "retry"),
         ("timed_out", 1, 1, 2, "retry"),
-        ("retrying", 1, 1, 2, "retry"),
+        ("retrying", 1, 1, 2, "ignore"),  # its retry message was confirmed before that
         ("running", 3, 3, 3, "ignore"),
         ("retrying", 1, 2, 3, "retry"),  # the retry message itself came back
         ("failed", 2, 3, 3, "retry"),
         ("retrying", 3, 4, 3, "bury"),
         ("failed", 3, 3, 3, "bury"),
         ("timed_out", 1, 1, 1, "bury"),
-        ("retrying", 2, 2, 2, "bury"),
+        ("timed_out", 2, 2, 2, "bury"),
         ("running", 2, 1, 3, "ignore"),
         ("queued", 2, 1, 3, "ignore"),
         ("running", 1, 2, 3, "ignore"),
