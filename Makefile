@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - install what is missing, start the local cluster with demo jobs (Ctrl-C stops)"
 	@echo "make test   - install what is missing, run lint, type checks and the test suite"
-	@echo "make faults - the kill-and-partition scenarios (each on its own cluster)"
+	@echo "make faults - only the kill-and-partition scenarios (each on its own cluster)"
+	@echo "make soak   - the fault scenarios with every phase four times longer"
 	@echo "make bench  - run the benchmarks (about 10 minutes) and update bench/RESULTS.md"
 	@echo "make bench-full - the same at the issue's sizes (about 30 minutes)"
 
@@ -43,12 +44,9 @@ lint: venv
 	$(VENV)/bin/ruff check common schedulerd workerd schedctl tests bench
 	$(VENV)/bin/mypy
 
-# The fault scenarios (tests/faults/test_{leaders,workers,...}.py, about 11 minutes) run
-# with `make faults`; they join `make test` once every scenario passes reliably.
-FAULT_SCENARIOS := $(filter-out tests/faults/test_checker.py tests/faults/test_proxy.py,$(wildcard tests/faults/test_*.py))
-
+# The whole suite: unit, integration and the fault scenarios (about 18 minutes here).
 test: setup lint
-	$(PY) -m pytest $(addprefix --ignore=,$(FAULT_SCENARIOS)) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 faults: setup
 	$(PY) -m pytest tests/faults -p no:schemathesis -q -s $(PYTEST_ARGS)
