@@ -247,7 +247,6 @@ class Coordinator:
                         return True
         return False
 
-
     def _bounded(self, result: IAsyncResult, doing: str, timeout: float | None = None) -> Any:
         """The result of a request, waiting `timeout` (the session timeout) at most."""
         with _translate(doing):
