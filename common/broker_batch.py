@@ -36,11 +36,15 @@ class Outgoing:
 
 
 class PublishIncomplete(BrokerError):
-    """A batch was not fully confirmed; `confirmed` holds the indexes that were."""
+    """A batch was not fully confirmed; `confirmed` holds the indexes that were. With
+    `answered`, the broker answered every message (the others were refused or returned)
+    and the connection is sound; otherwise it failed or went quiet."""
 
-    def __init__(self, message: str, confirmed: frozenset[int]) -> None:
+    def __init__(self, message: str, confirmed: frozenset[int], answered: bool = False
+                 ) -> None:
         super().__init__(message)
         self.confirmed = confirmed
+        self.answered = answered
 
 
 @dataclass
@@ -51,6 +55,7 @@ class _Batch:
     returned: set[int] = field(default_factory=set)
     error: str | None = None
     outstanding: int = 0
+    broken: bool = False  # failed as a whole (connection, channel, time-out)
 
     def settle(self, index: int, ok: bool, why: str = "") -> None:
         if ok:
@@ -63,6 +68,7 @@ class _Batch:
 
     def fail(self, why: str) -> None:
         self.error = self.error or why
+        self.broken = True
         self.done.set()
 
 
@@ -125,7 +131,7 @@ class BatchPublisher:
                 while_waiting()
         if batch.error or len(batch.confirmed) < batch.size:
             raise PublishIncomplete(f"publish not confirmed: {batch.error}",
-                                    frozenset(batch.confirmed))
+                                    frozenset(batch.confirmed), answered=not batch.broken)
 
     def close(self) -> None:
         """Close the connection and stop the I/O thread; never raises."""

@@ -259,17 +259,22 @@ class Term:
             if not self.may_act():
                 return False
             window = self.unpublished[:self.config.broker.confirm_window]
+            answered = False
             try:
                 self.publisher.runs(window)
                 sent = frozenset(range(len(window)))
             except BrokerError as exc:
                 sent = exc.confirmed if isinstance(exc, PublishIncomplete) else frozenset()
+                answered = isinstance(exc, PublishIncomplete) and exc.answered
                 log.warning("publish_failed", unconfirmed=len(window) - len(sent),
                             error=str(exc))
             self.published += len(sent)
             self.unpublished[:len(window)] = [m for n, m in enumerate(window) if n not in sent]
             if len(sent) < len(window):
-                self.publisher.close()
+                # A refusal (a queue between leaders, say) leaves the connection sound: the
+                # next cycle sends the rest on it. Closing it cost 5 s after a node loss.
+                if not answered:
+                    self.publisher.close()
                 return False
         return True
 

@@ -72,7 +72,7 @@ class RunPublisher:
         except PublishIncomplete as exc:
             confirmed = frozenset(i for n in exc.confirmed for i in groups[n])
             _count([messages[i] for i in sorted(confirmed)])
-            raise PublishIncomplete(str(exc), confirmed) from exc
+            raise PublishIncomplete(str(exc), confirmed, exc.answered) from exc
         _count(messages)
 
     def _keep_alive(self) -> None:

@@ -30,7 +30,13 @@ def test_batches_are_confirmed_before_and_after_a_reconnection(cluster: LocalClu
             publisher.publish([*_batch(queue, 600, 2), Outgoing("", "no.such.queue", b"{}",
                                                                 "lost")])
         assert failed.value.confirmed == frozenset({0, 1})
-        assert broker.message_count(queue) == 602
+        assert failed.value.answered  # returned, not lost: the connection is sound
+        publisher.publish(_batch(queue, 602, 1))  # and goes on serving
+        publisher.close()
+        with pytest.raises(PublishIncomplete) as cut:
+            publisher.publish(_batch(queue, 603, 1))
+        assert not cut.value.answered
+        assert broker.message_count(queue) == 603
     finally:
         publisher.close()
         broker.close()
