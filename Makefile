@@ -44,7 +44,7 @@ lint: venv
 	$(VENV)/bin/ruff check common schedulerd workerd schedctl tests bench
 	$(VENV)/bin/mypy
 
-# The whole suite: unit, integration and the fault scenarios (about 18 minutes here).
+# The whole suite: unit, integration and the fault scenarios (about 20 minutes here).
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
