@@ -53,12 +53,17 @@ def transport() -> tuple[Transport, Outbox, Recording]:
     return link, outbox, broker
 
 
+def queue_failure_and_retry(outbox: Outbox, generation: int) -> None:
+    """What an attempt queues when it failed and has attempts left."""
+    outbox.put(Report(status(RunState.FAILED)),
+               Publish(topo.RETRY, "default.normal", b"{}", "1.2", {"tier": "1"}, generation,
+                       then=status(RunState.RETRYING)),
+               Settle(7, generation))
+
+
 def test_a_report_that_follows_a_publish_is_sent_after_it_and_before_the_ack() -> None:
     link, outbox, broker = transport()
-    outbox.put(Report(status(RunState.FAILED)),
-               Publish(topo.RETRY, "default.normal", b"{}", "1.2", {"tier": "1"}, 2,
-                       then=status(RunState.RETRYING)),
-               Settle(7, 2))
+    queue_failure_and_retry(outbox, 2)
     link._perform()
     assert broker.sent == [("report", ["failed"]), ("publish", "1.2"),
                            ("report", ["retrying"]), ("ack", 7)]
@@ -66,9 +71,6 @@ def test_a_report_that_follows_a_publish_is_sent_after_it_and_before_the_ack() -
 
 def test_a_publish_dropped_with_its_connection_takes_its_report_along() -> None:
     link, outbox, broker = transport()
-    outbox.put(Report(status(RunState.FAILED)),
-               Publish(topo.RETRY, "default.normal", b"{}", "1.2", {"tier": "1"}, 1,
-                       then=status(RunState.RETRYING)),
-               Settle(7, 1))
+    queue_failure_and_retry(outbox, 1)
     link._perform()  # generation 1 is gone: the delivery went back, the schedulers decide
     assert broker.sent == [("report", ["failed"])]
