@@ -67,9 +67,9 @@ class AttemptRunner:
         self.job_types = job_types
         self.stop = stop
 
-    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
-               cancelled: bool) -> None:
+    def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
+        message = receipt.message
         now = utcnow()
         if delivery.redelivered or delivery.delivery_count or RETURNED in delivery.headers:
             # Its earlier consumer died or gave it back: whether that attempt started is

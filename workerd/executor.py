@@ -14,7 +14,7 @@ import structlog
 
 from common.broker import Delivery
 from common.errors import MessageError, ZeitplanError
-from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_batch, encode
+from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_batch
 from workerd import metrics
 from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
 from workerd.outbox import Outbox, Report, Settle
@@ -23,7 +23,7 @@ from workerd.receipt import Pack, Receipt
 log = structlog.get_logger()
 CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
 
-Entry = tuple[int, int, Delivery, Receipt, RunMessage]  # (-priority, order, ..., message)
+Entry = tuple[int, int, Delivery, Receipt]  # (-priority, order, delivery, receipt)
 
 
 class Executor:
@@ -73,10 +73,9 @@ class Executor:
         pack = Pack(len(runs)) if len(runs) > 1 else None
         now = utcnow()
         for message in runs:
-            receipt = Receipt(delivery.tag, generation, delivery.routing_key,
-                              encode(message) if pack else delivery.body, message.attempt_id,
-                              pack)
-            entry = (-message.priority, next(self._order), delivery, receipt, message)
+            receipt = Receipt(delivery.tag, generation, delivery.routing_key, message,
+                              None if pack else delivery.body, pack)
+            entry = (-message.priority, next(self._order), delivery, receipt)
             due = message.not_before
             if due is not None and 0 < (due - now).total_seconds() <= HOLD_LIMIT:
                 with self._held_changed:
@@ -117,19 +116,19 @@ class Executor:
         while True:
             self._taking.wait()
             try:
-                _, _, delivery, receipt, message = self._buffer.get(timeout=0.2)
+                _, _, delivery, receipt = self._buffer.get(timeout=0.2)
             except queue.Empty:
                 continue
             if not self._taking.is_set():  # draining: give it back untouched
                 self.outbox.put(*receipt.give_back())
                 continue
+            message = receipt.message
             slot = Slot(message, threading.Event())
             with self._lock:
                 self._running[message.run_id] = slot
             metrics.RUNNING.set(len(self._running))
             try:
-                self.runner.handle(delivery, receipt, message, slot, self._was_cancelled(
-                    message))
+                self.runner.handle(delivery, receipt, slot, self._was_cancelled(message))
             except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
                 log.warning("attempt_not_started", run_id=message.run_id, error=str(exc))
                 self.runner.stop.wait(1.0)  # do not spin while the service is down
@@ -180,11 +179,11 @@ class Executor:
     def _give_back_buffered(self) -> None:
         with self._held_changed:
             held, self._held = self._held, []
-        for _, (_, _, _, receipt, _) in held:
+        for _, (_, _, _, receipt) in held:
             self.outbox.put(*receipt.give_back())
         while True:
             try:
-                _, _, _, receipt, _ = self._buffer.get_nowait()
+                _, _, _, receipt = self._buffer.get_nowait()
             except queue.Empty:
                 return
             self.outbox.put(*receipt.give_back())

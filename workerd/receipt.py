@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from common import broker as topo
+from common.messages import RunMessage, encode
 from workerd.outbox import Action, Publish, Settle
 
 RETURNED = "x-zeitplan-returned"  # header of a run given back out of a pack
@@ -34,14 +35,21 @@ class Pack:
 
 @dataclass(frozen=True)
 class Receipt:
-    """One run of delivery `tag` on connection `generation`, with its own message `body`."""
+    """Run `message` of delivery `tag` on connection `generation`; `raw` is the delivery's
+    body when it carries this run alone."""
 
     tag: int
     generation: int
     routing_key: str
-    body: bytes
-    message_id: str
+    message: RunMessage
+    raw: bytes | None = None
     pack: Pack | None = None
+
+    @property
+    def body(self) -> bytes:
+        """This run's own message, as published (encoded only when needed: a retry tier,
+        the dead letters, or going back out of a pack)."""
+        return self.raw if self.raw is not None else encode(self.message)
 
     def done(self) -> list[Action]:
         """Acknowledge, after whatever was queued before: the delivery, once every run it
@@ -55,5 +63,5 @@ class Receipt:
         published again, marked as returned."""
         if self.pack is None:
             return [Settle(self.tag, self.generation, ack=False, requeue=True)]
-        return [Publish(topo.RUNS, self.routing_key, self.body, self.message_id,
+        return [Publish(topo.RUNS, self.routing_key, self.body, self.message.attempt_id,
                         {RETURNED: "1"}, self.generation), *self.done()]

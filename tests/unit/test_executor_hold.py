@@ -24,10 +24,9 @@ class Recorder:
         self.stop = threading.Event()
         self.done = threading.Condition()
 
-    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
-               cancelled: bool) -> None:
+    def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         with self.done:
-            self.started[message.run_id] = datetime.now(UTC)
+            self.started[receipt.message.run_id] = datetime.now(UTC)
             self.done.notify_all()
 
     def wait_for(self, count: int, timeout: float) -> None:
@@ -103,11 +102,10 @@ class Finisher(Recorder):
         super().__init__()
         self.outbox = outbox
 
-    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
-               cancelled: bool) -> None:
-        self.outbox.put(Report(StatusMessage(message.run_id, 1, RunState.SUCCEEDED,
+    def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
+        self.outbox.put(Report(StatusMessage(receipt.message.run_id, 1, RunState.SUCCEEDED,
                                              datetime.now(UTC))))
-        super().handle(delivery, receipt, message, slot, cancelled)
+        super().handle(delivery, receipt, slot, cancelled)
 
 
 def test_a_heartbeat_is_complete_sent_even_when_idle_and_after_the_outcomes_of_runs_it_omits(

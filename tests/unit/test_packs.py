@@ -38,8 +38,8 @@ def test_a_pack_of_one_is_a_plain_run_message_and_a_larger_one_a_list() -> None:
             if isinstance(m, RunMessage)] == [1, 2]
 
 
-def receipt(pack: Pack | None, body: bytes = b"{}") -> Receipt:
-    return Receipt(7, 3, "default.normal", body, "9.1", pack)
+def receipt(pack: Pack | None) -> Receipt:
+    return Receipt(7, 3, "default.normal", run(9), None if pack else b"{}", pack)
 
 
 def test_a_delivery_is_acknowledged_once_after_the_last_of_its_runs() -> None:
@@ -52,9 +52,10 @@ def test_a_delivery_is_acknowledged_once_after_the_last_of_its_runs() -> None:
 
 def test_a_run_of_a_pack_goes_back_alone_marked_as_returned() -> None:
     pack = Pack(2)
-    back = receipt(pack, b'{"run": 1}').give_back()
-    assert back == [Publish(topo.RUNS, "default.normal", b'{"run": 1}', "9.1", {RETURNED: "1"},
-                            3)]
+    part = receipt(pack)
+    back = part.give_back()
+    assert back == [Publish(topo.RUNS, "default.normal", encode(part.message), "9.1",
+                            {RETURNED: "1"}, 3)]
     assert receipt(pack).done() == [Settle(7, 3)]  # the other one settles the delivery
     assert receipt(None).give_back() == [Settle(7, 3, ack=False, requeue=True)]
 
@@ -67,11 +68,10 @@ class Keeper(Recorder):
         self.receipts: dict[int, Receipt] = {}
         self.lock = threading.Lock()
 
-    def handle(self, delivery: Delivery, receipt: Receipt, message: RunMessage, slot: Slot,
-               cancelled: bool) -> None:
+    def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         with self.lock:
-            self.receipts[message.run_id] = receipt
-        super().handle(delivery, receipt, message, slot, cancelled)
+            self.receipts[receipt.message.run_id] = receipt
+        super().handle(delivery, receipt, slot, cancelled)
 
 
 def test_the_executor_runs_every_run_of_a_pack_each_with_its_own_body() -> None:
