@@ -120,11 +120,8 @@ class Coordinator:
         path = f"{self.root}/members/{kind}/{self.name}"
         value = json.dumps(data).encode()
         self._members[path] = value
-        try:
-            self._bounded(self._client.set_async(path, value), "register", timeout)
-        except CoordinationError as exc:
-            if not isinstance(exc.__cause__, NoNodeError):
-                raise
+        if self._bounded(self._client.set_async(path, value), "register", timeout,
+                         missing_ok=True) is None:
             self._bounded(self._client.create_async(path, value, ephemeral=True,
                                                     makepath=True), "register", timeout)
 
@@ -141,22 +138,19 @@ class Coordinator:
         """Every live member of `kind` with its data."""
         base = f"{self.root}/members/{kind}"
         out: dict[str, dict[str, Any]] = {}
-        try:
-            names = self._bounded(self._client.get_children_async(base), "list members")
-        except CoordinationError as exc:
-            if isinstance(exc.__cause__, NoNodeError):
-                return out
-            raise
-        reads = {name: self._client.get_async(f"{base}/{name}") for name in names}
+        reads = {name: self._client.get_async(f"{base}/{name}")
+                 for name in self.member_names(kind)}
         for name, read in reads.items():
-            try:
-                raw, _ = self._bounded(read, "list members")
-            except CoordinationError as exc:
-                if isinstance(exc.__cause__, NoNodeError):
-                    continue
-                raise
-            out[name] = json.loads(raw or b"{}")
+            found = self._bounded(read, "list members", missing_ok=True)
+            if found is not None:
+                out[name] = json.loads(found[0] or b"{}")
         return out
+
+    def member_names(self, kind: str) -> list[str]:
+        """The names of every live member of `kind` (one request, no data read)."""
+        names = self._bounded(self._client.get_children_async(f"{self.root}/members/{kind}"),
+                              "list members", missing_ok=True)
+        return list(names or [])
 
     # -- leadership --------------------------------------------------------------------
     def contend(self, lead: Callable[[], None], cancelled: threading.Event) -> None:
@@ -209,25 +203,23 @@ class Coordinator:
         a broken connection lost is sent again; the node goes with the session anyway."""
         path = f"{self.root}/locks/{name}"
         session = self.session_id
-        tries = [0]
+        tries = 0
 
         def settled(result: IAsyncResult) -> None:
-            if isinstance(result.exception, ConnectionLoss) and tries[0] < RELEASE_TRIES \
+            nonlocal tries
+            if isinstance(result.exception, ConnectionLoss) and tries < RELEASE_TRIES \
                     and self.session_id == session:
-                tries[0] += 1
+                tries += 1
                 self._client.delete_async(path).rawlink(settled)
         self._client.delete_async(path).rawlink(settled)
 
     def holder(self, name: str) -> dict[str, Any] | None:
         """The data of the holder of lock `name`, or None when free."""
-        try:
-            raw, _ = self._bounded(self._client.get_async(f"{self.root}/locks/{name}"),
-                                   f"read lock {name}")
-        except CoordinationError as exc:
-            if isinstance(exc.__cause__, NoNodeError):
-                return None
-            raise
-        result: dict[str, Any] = json.loads(raw or b"{}")
+        found = self._bounded(self._client.get_async(f"{self.root}/locks/{name}"),
+                              f"read lock {name}", missing_ok=True)
+        if found is None:
+            return None
+        result: dict[str, Any] = json.loads(found[0] or b"{}")
         return result
 
     def wait_free(self, name: str, timeout: float, stop: threading.Event) -> bool:
@@ -247,10 +239,17 @@ class Coordinator:
                         return True
         return False
 
-    def _bounded(self, result: IAsyncResult, doing: str, timeout: float | None = None) -> Any:
-        """The result of a request, waiting `timeout` (the session timeout) at most."""
+    def _bounded(self, result: IAsyncResult, doing: str, timeout: float | None = None, *,
+                 missing_ok: bool = False) -> Any:
+        """The result of a request, waiting `timeout` (the session timeout) at most; None
+        for a node that does not exist when `missing_ok`."""
         with _translate(doing):
-            return result.get(timeout=timeout or self.session_timeout)
+            try:
+                return result.get(timeout=timeout or self.session_timeout)
+            except NoNodeError:
+                if missing_ok:
+                    return None
+                raise
 
 
 @contextmanager

@@ -318,7 +318,7 @@ class Term:
     def _requeue_lost(self) -> int:
         now = utcnow()
         try:
-            live: list[str] | None = list(self.coord.members("workers"))
+            live: list[str] | None = self.coord.member_names("workers")
         except CoordinationError:
             live = None  # membership unknown: only missing heartbeats count
         with self.db.transaction() as conn:

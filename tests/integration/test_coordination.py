@@ -5,7 +5,7 @@ release never waits, yet takes effect once the connection is back."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -47,10 +47,10 @@ def heal(links: list[TcpProxy]) -> None:
         proxy.heal()
 
 
-def timed(call: object) -> tuple[float, object]:
+def timed(call: Callable[[], object]) -> tuple[float, object]:
     began = time.monotonic()
     try:
-        result = call() if callable(call) else None
+        result = call()
     except CoordinationError as exc:
         result = exc
     return time.monotonic() - began, result

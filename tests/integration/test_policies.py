@@ -72,9 +72,12 @@ def test_workers_and_schedulers_register_themselves(stack: Stack) -> None:
         members = wait_for(lambda: (m := coord.members("workers")) and len(m) == 2 and m, 10,
                            "both workers to register")
         schedulers = coord.members("schedulers")
+        names = coord.member_names("workers")
+        missing = coord.member_names("nobody-registers-this")
     finally:
         coord.stop()
-    assert set(members) == {w.name for w in stack.workers}
+    assert set(members) == set(names) == {w.name for w in stack.workers}
+    assert missing == []
     assert all(m["pools"] == ["default"] and m["slots"] == 4 for m in members.values())
     assert set(schedulers) == {s.name for s in stack.schedulers}
 
