@@ -1,8 +1,10 @@
-"""RabbitMQ adapter: the one place that imports pika.
+"""RabbitMQ adapter, blocking: topology, names, and :class:`Broker`.
 
-One :class:`Broker` per thread (pika connections are not thread-safe); other threads
-hand work to it through a queue and wake it with :meth:`Broker.wake`. Publishes wait for
-the broker's confirm. pika's exceptions become :class:`common.errors.BrokerError` here.
+One :class:`Broker` per thread (pika connections are not thread-safe). Publishes wait for
+the broker's confirm. pika's exceptions become :class:`common.errors.BrokerError` here and
+in the other two adapters that import pika: common.broker_batch (batches with windowed
+confirms, the leader's) and common.broker_async (a connection served on its own thread's
+I/O loop, the worker's).
 
 Topology (declared idempotently by every daemon at start):
 
@@ -84,6 +86,38 @@ def describe(exc: BaseException) -> str:
     return _describe(exc)
 
 
+def declare_topology(ch: Any, pools: Iterable[str]) -> None:
+    """Declare every exchange and durable queue on channel `ch`, blocking or asynchronous
+    (pika sends an asynchronous channel's declarations one after the other); safe to
+    repeat."""
+    quorum = {"x-queue-type": "quorum"}
+    for exchange, kind in ((RUNS, "direct"), (RETRY, "headers"), (DEAD, "fanout"),
+                           (STATUS, "direct"), (CONTROL, "fanout")):
+        ch.exchange_declare(exchange, exchange_type=kind, durable=True)
+    ch.queue_declare(DEAD, durable=True, arguments=quorum)
+    ch.queue_bind(DEAD, DEAD)
+    # One consumer at a time (the others stand by): events are applied in the order
+    # they were published, so a redelivery report never overtakes the `running`
+    # report published before it.
+    ch.queue_declare(STATUS, durable=True, arguments={
+        **quorum, "x-dead-letter-exchange": DEAD, "x-single-active-consumer": True})
+    ch.queue_bind(STATUS, STATUS, routing_key=STATUS)
+    for pool in pools:
+        for level in LEVELS:
+            queue = run_queue(pool, level)
+            ch.queue_declare(queue, durable=True, arguments={
+                **quorum, "x-dead-letter-exchange": DEAD,
+                "x-delivery-limit": DELIVERY_LIMIT})
+            ch.queue_bind(queue, RUNS, routing_key=f"{pool}.{level}")
+    for tier in RETRY_TIERS:
+        queue = f"{RETRY}.{tier}s"
+        ch.queue_declare(queue, durable=True, arguments={
+            **quorum, "x-message-ttl": tier * 1000, "x-dead-letter-exchange": RUNS,
+            "x-overflow": "reject-publish",
+            "x-dead-letter-strategy": "at-least-once"})
+        ch.queue_bind(queue, RETRY, arguments={"x-match": "all", "tier": str(tier)})
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One message received from a queue."""
@@ -97,8 +131,56 @@ class Delivery:
     headers: dict[str, Any]
     message_id: str | None
 
+    @classmethod
+    def of(cls, queue: str, method: Any, props: Any, body: bytes) -> Delivery:
+        """The delivery pika handed over as (method, properties, body)."""
+        headers = dict(props.headers or {})
+        return cls(tag=method.delivery_tag, body=body, queue=queue,
+                   routing_key=method.routing_key, redelivered=bool(method.redelivered),
+                   delivery_count=int(headers.get("x-delivery-count", 0) or 0),
+                   headers=headers, message_id=props.message_id)
 
-class Broker:
+
+class Channel:
+    """What both adapters do alike on their channel: :class:`Broker` (blocking) and
+    common.broker_async.AsyncBroker (a SelectConnection's channel, whose requests pika sends
+    one after the other)."""
+
+    def declare_topology(self, pools: Iterable[str]) -> None:
+        """Declare every exchange and durable queue; safe to repeat."""
+        with self._errors("declare the topology"):
+            declare_topology(self._ch(), pools)
+
+    def set_prefetch(self, count: int) -> None:
+        """At most `count` unacknowledged deliveries on this channel."""
+        with self._errors("set the prefetch"):
+            self._ch().basic_qos(prefetch_count=count)
+
+    def consume(self, queue: str, on_delivery: Callable[[Delivery], None]) -> None:
+        """Consume `queue` with manual acks."""
+        def callback(_ch: Any, method: Any, props: Any, body: bytes) -> None:
+            on_delivery(Delivery.of(queue, method, props, body))
+        with self._errors(f"consume {queue}"):
+            self._ch().basic_consume(queue, callback, auto_ack=False)
+
+    def ack(self, tag: int, *, multiple: bool = False) -> None:
+        """Acknowledge a delivery (and, with `multiple`, every earlier one)."""
+        with self._errors("ack"):
+            self._ch().basic_ack(tag, multiple=multiple)
+
+    def reject(self, tag: int, *, requeue: bool) -> None:
+        """Reject a delivery: requeue it, or dead-letter it."""
+        with self._errors("reject"):
+            self._ch().basic_reject(tag, requeue=requeue)
+
+    def _ch(self) -> Any:
+        raise NotImplementedError
+
+    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+
+class Broker(Channel):
     """One AMQP connection and channel, owned by the thread that made it."""
 
     def __init__(self, urls: Sequence[str], *, heartbeat: int = 10, name: str = "zeitplan",
@@ -134,50 +216,10 @@ class Broker:
             with contextlib.suppress(Exception):  # a broken connection may fail to close
                 conn.close()
 
-    # -- topology ----------------------------------------------------------------------
-    def declare_topology(self, pools: Iterable[str]) -> None:
-        """Declare every exchange and durable queue; safe to repeat."""
-        quorum = {"x-queue-type": "quorum"}
-        with self._errors("declare the topology"):
-            ch = self._ch()
-            for exchange, kind in ((RUNS, "direct"), (RETRY, "headers"), (DEAD, "fanout"),
-                                   (STATUS, "direct"), (CONTROL, "fanout")):
-                ch.exchange_declare(exchange, exchange_type=kind, durable=True)
-            ch.queue_declare(DEAD, durable=True, arguments=quorum)
-            ch.queue_bind(DEAD, DEAD)
-            # One consumer at a time (the others stand by): events are applied in the order
-            # they were published, so a redelivery report never overtakes the `running`
-            # report published before it.
-            ch.queue_declare(STATUS, durable=True, arguments={
-                **quorum, "x-dead-letter-exchange": DEAD, "x-single-active-consumer": True})
-            ch.queue_bind(STATUS, STATUS, routing_key=STATUS)
-            for pool in pools:
-                for level in LEVELS:
-                    queue = run_queue(pool, level)
-                    ch.queue_declare(queue, durable=True, arguments={
-                        **quorum, "x-dead-letter-exchange": DEAD,
-                        "x-delivery-limit": DELIVERY_LIMIT})
-                    ch.queue_bind(queue, RUNS, routing_key=f"{pool}.{level}")
-            for tier in RETRY_TIERS:
-                queue = f"{RETRY}.{tier}s"
-                ch.queue_declare(queue, durable=True, arguments={
-                    **quorum, "x-message-ttl": tier * 1000, "x-dead-letter-exchange": RUNS,
-                    "x-overflow": "reject-publish",
-                    "x-dead-letter-strategy": "at-least-once"})
-                ch.queue_bind(queue, RETRY, arguments={"x-match": "all", "tier": str(tier)})
-
     def declare_queue(self, name: str) -> None:
         """Declare a durable quorum queue of that name (tools and tests)."""
         with self._errors(f"declare {name}"):
             self._ch().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
-
-    def declare_control_queue(self) -> str:
-        """An exclusive queue bound to the control fanout; returns its name."""
-        with self._errors("declare the control queue"):
-            result = self._ch().queue_declare("", exclusive=True, auto_delete=True)
-            name = str(result.method.queue)
-            self._ch().queue_bind(name, CONTROL)
-            return name
 
     # -- publishing --------------------------------------------------------------------
     def publish(self, exchange: str, routing_key: str, body: bytes, *,
@@ -188,65 +230,19 @@ class Broker:
         with self._errors(f"publish to {exchange or 'the default exchange'}"):
             self._ch().basic_publish(exchange, routing_key, body, props, mandatory=True)
 
-    # -- consuming ---------------------------------------------------------------------
-    def set_prefetch(self, count: int) -> None:
-        """At most `count` unacknowledged deliveries on this channel."""
-        with self._errors("set the prefetch"):
-            self._ch().basic_qos(prefetch_count=count)
-
-    def consume(self, queue: str, on_delivery: Callable[[Delivery], None]) -> str:
-        """Start consuming `queue` with manual acks; returns the consumer tag."""
-        def callback(_ch: Any, method: Any, props: Any, body: bytes) -> None:
-            headers = dict(props.headers or {})
-            on_delivery(Delivery(
-                tag=method.delivery_tag, body=body, queue=queue,
-                routing_key=method.routing_key, redelivered=bool(method.redelivered),
-                delivery_count=int(headers.get("x-delivery-count", 0) or 0),
-                headers=headers, message_id=props.message_id))
-        with self._errors(f"consume {queue}"):
-            return str(self._ch().basic_consume(queue, callback, auto_ack=False))
-
-    def cancel_consumers(self) -> None:
-        """Stop receiving new deliveries (unacked ones stay with us until acked or closed)."""
-        with self._errors("cancel the consumers"):
-            for tag in list(self._ch().consumer_tags):
-                self._ch().basic_cancel(tag)
-
     def get(self, queue: str) -> Delivery | None:
         """Fetch one message from `queue` without a consumer (tests and tools)."""
         with self._errors(f"get from {queue}"):
             method, props, body = self._ch().basic_get(queue, auto_ack=False)
             if method is None:
                 return None
-            headers = dict(props.headers or {})
-            return Delivery(method.delivery_tag, body, queue, method.routing_key,
-                            bool(method.redelivered),
-                            int(headers.get("x-delivery-count", 0) or 0), headers,
-                            props.message_id)
-
-    def ack(self, tag: int, *, multiple: bool = False) -> None:
-        """Acknowledge a delivery (and, with `multiple`, every earlier one)."""
-        with self._errors("ack"):
-            self._ch().basic_ack(tag, multiple=multiple)
-
-    def reject(self, tag: int, *, requeue: bool) -> None:
-        """Reject a delivery: requeue it, or dead-letter it."""
-        with self._errors("reject"):
-            self._ch().basic_reject(tag, requeue=requeue)
+            return Delivery.of(queue, method, props, body)
 
     def process(self, time_limit: float) -> None:
         """Run pika's I/O loop for up to `time_limit` seconds, invoking callbacks."""
         with self._errors("process broker events"):
             assert self._conn is not None
             self._conn.process_data_events(time_limit=time_limit)
-
-    def wake(self) -> None:
-        """Make a :meth:`process` in progress return now; any thread, never raises (there
-        is nothing to wake while disconnected)."""
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):  # closed meanwhile: nobody is waiting
-                conn.add_callback_threadsafe(_nothing)
 
     def purge(self, queue: str) -> int:
         """Drop every message of `queue` (tests and tools); returns how many."""
@@ -275,10 +271,6 @@ class Broker:
             if not isinstance(exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
                 self.close()
             raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
-
-
-def _nothing() -> None:
-    """A callback that only wakes the I/O loop."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ import threading
 import structlog
 
 from common import logs
-from common.broker import Broker
+from common.broker_async import AsyncBroker
 from common.cli import daemon_config
 from common.daemon import Lifecycle, connect_with_backoff, guarded, sd_notify
 from common.errors import CoordinationError
@@ -49,8 +49,8 @@ class Worker:
                                     self.life.stopping)
         self.executor = Executor(self.runner, self.outbox, slots)
         self.transport = Transport(
-            Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
-                   name=f"workerd-{self.name}"),
+            AsyncBroker(config.broker.urls, heartbeat=config.broker.heartbeat,
+                        name=f"workerd-{self.name}"),
             self.outbox, config.worker.pools, config.worker.window, self.executor.submit,
             self.executor.cancel)
         self.exit_transport = threading.Event()

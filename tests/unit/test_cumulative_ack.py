@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workerd.transport import cumulative_ack
+from workerd.sequencer import cumulative_ack
 
 
 def test_every_unsettled_delivery_acked_becomes_one_cumulative_ack() -> None:
