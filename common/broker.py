@@ -173,11 +173,26 @@ class Channel:
         with self._errors("reject"):
             self._ch().basic_reject(tag, requeue=requeue)
 
-    def _ch(self) -> Any:
-        raise NotImplementedError
+    _channel: Any = None
 
-    def _errors(self, doing: str) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+    def _ch(self) -> Any:
+        if self._channel is None or not self._channel.is_open:
+            raise BrokerError("not connected to RabbitMQ")
+        return self._channel
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn pika's exceptions into BrokerError."""
+        try:
+            yield
+        except BrokerError:
+            raise
+        except (pika.exceptions.AMQPError, OSError, AssertionError) as exc:
+            self._failed(exc)
+            raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
+
+    def _failed(self, exc: BaseException) -> None:
+        """Called with the exception behind a BrokerError."""
 
 
 class Broker(Channel):
@@ -255,22 +270,10 @@ class Broker(Channel):
             return int(self._ch().queue_declare(queue, passive=True).method.message_count)
 
     # -- internals ---------------------------------------------------------------------
-    def _ch(self) -> BlockingChannel:
-        if self._channel is None or not self._channel.is_open:
-            raise BrokerError("not connected to RabbitMQ")
-        return self._channel
-
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        """Turn pika's exceptions into BrokerError (closing a broken connection)."""
-        try:
-            yield
-        except BrokerError:
-            raise
-        except (pika.exceptions.AMQPError, OSError, AssertionError) as exc:
-            if not isinstance(exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
-                self.close()
-            raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
+    def _failed(self, exc: BaseException) -> None:
+        """Close a broken connection (a refused or unroutable message leaves it sound)."""
+        if not isinstance(exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
+            self.close()
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pika
@@ -200,21 +200,6 @@ class AsyncBroker(Channel):
                 conn.close()
                 conn.ioloop.call_later(CLOSE_WAIT, conn.ioloop.stop)
                 conn.ioloop.start()
-
-    def _ch(self) -> Any:
-        if self._channel is None or not self._channel.is_open:
-            raise BrokerError("not connected to RabbitMQ")
-        return self._channel
-
-    @contextlib.contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except BrokerError:
-            raise
-        except (pika.exceptions.AMQPError, OSError, AssertionError) as exc:
-            raise BrokerError(f"cannot {doing}: {describe(exc)}") from exc
-
 
 def _nothing() -> None:
     """The ready callback until one is given."""

@@ -65,11 +65,12 @@ class TimerHeap:
     """Runs waiting for their due time; pops due ones most urgent first."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, int, int]] = []
+        self._heap: list[tuple[datetime, int, int]] = []  # (due_at, -priority, run_id)
+        self._ready: list[tuple[int, datetime, int]] = []  # due: (-priority, due_at, run_id)
         self._ids: set[int] = set()
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + len(self._ready)
 
     def add(self, run_id: int, due_at: datetime, priority: int) -> None:
         """Hold a run until `due_at` (a run already held is ignored)."""
@@ -78,25 +79,26 @@ class TimerHeap:
             heapq.heappush(self._heap, (due_at, -priority, run_id))
 
     def next_due(self) -> datetime | None:
-        """The earliest due time held."""
+        """The earliest due time held (one in the past while due runs wait)."""
+        if self._ready:
+            return self._ready[0][1]
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: datetime, limit: int) -> list[int]:
-        """Up to `limit` run ids due at `now`, higher priority first, then earlier due."""
-        due: list[tuple[int, datetime, int]] = []
+        """Up to `limit` run ids due at `now`, higher priority first, then earlier due.
+        Each run moves once to the heap of due runs, so a large backlog due at once costs
+        O(log n) a run rather than a sort of the backlog on every call."""
         while self._heap and self._heap[0][0] <= now:
             due_at, neg_priority, run_id = heapq.heappop(self._heap)
-            due.append((neg_priority, due_at, run_id))
-        due.sort()
-        for neg_priority, due_at, run_id in due[limit:]:  # not this time: back in the heap
-            heapq.heappush(self._heap, (due_at, neg_priority, run_id))
-        taken = [run_id for _, _, run_id in due[:limit]]
+            heapq.heappush(self._ready, (neg_priority, due_at, run_id))
+        taken = [heapq.heappop(self._ready)[2] for _ in range(min(limit, len(self._ready)))]
         self._ids.difference_update(taken)
         return taken
 
     def clear(self) -> None:
         """Forget everything (a new term reloads from the database)."""
         self._heap.clear()
+        self._ready.clear()
         self._ids.clear()
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from common.db import Connection
 from common.messages import HeartbeatMessage, LogMessage, StatusMessage
 from common.states import RunState, RunStatus, StatusEvent, apply_event
 
+# JSON's escape of a NUL character (not an escaped backslash followed by "u0000").
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 # An attempt's own outcomes; queued, retrying, dead and skipped describe the run.
 _ATTEMPT_STATES = frozenset({RunState.RUNNING, RunState.SUCCEEDED, RunState.FAILED,
                              RunState.TIMED_OUT, RunState.CANCELLED})
@@ -67,38 +72,47 @@ def _status(row: dict[str, Any]) -> RunStatus:
                      reason=row["reason"])
 
 
+def records(rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON parameter for json_to_recordset: one C-encoded string instead of an
+    array per column, which psycopg builds value by value in Python (times must already be
+    ISO 8601 text: see `iso`). A NUL character, which PostgreSQL text cannot hold, becomes
+    U+FFFD: an error message carrying one must not stop the status queue."""
+    text = json.dumps(rows, separators=(",", ":"))
+    return _NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as ISO 8601 text (None stays None)."""
+    return None if value is None else value.isoformat()
+
+
 def _write_runs(conn: Connection, changed: dict[int, RunStatus]) -> None:
-    items = list(changed.items())
     conn.execute(
         "UPDATE runs SET attempt = t.a, state = t.s, started_at = t.st, finished_at = t.f, "
         "worker = t.w, exit_code = t.x, error = t.e, reason = t.r, updated_at = now(), "
         "heartbeat_at = CASE WHEN t.s = 'running' THEN now() ELSE runs.heartbeat_at END "
-        "FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::timestamptz[], %s::timestamptz[],"
-        " %s::text[], %s::int[], %s::text[], %s::text[]) AS t(id, a, s, st, f, w, x, e, r) "
-        "WHERE runs.id = t.id",
-        ([i for i, _ in items], [s.attempt for _, s in items], [str(s.state) for _, s in items],
-         [s.started_at for _, s in items], [s.finished_at for _, s in items],
-         [s.worker for _, s in items], [s.exit_code for _, s in items],
-         [s.error for _, s in items], [s.reason for _, s in items]))
+        "FROM json_to_recordset(%s::json) AS t(id bigint, a int, s text, st timestamptz, "
+        "f timestamptz, w text, x int, e text, r text) WHERE runs.id = t.id",
+        (records([{"id": i, "a": s.attempt, "s": str(s.state), "st": iso(s.started_at),
+                    "f": iso(s.finished_at), "w": s.worker, "x": s.exit_code, "e": s.error,
+                    "r": s.reason} for i, s in changed.items()]),))
 
 
 def _write_attempts(conn: Connection, attempts: dict[tuple[int, int], RunStatus]) -> None:
-    items = list(attempts.items())
-    if not items:
+    if not attempts:
         return
     conn.execute(
         "INSERT INTO run_attempts (run_id, attempt, state, worker, started_at, finished_at,"
-        " exit_code, error) SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[],"
-        " %s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], %s::text[]) "
+        " exit_code, error) SELECT * FROM json_to_recordset(%s::json) AS t(i bigint, a int,"
+        " s text, w text, st timestamptz, f timestamptz, x int, e text) "
         "ON CONFLICT (run_id, attempt) DO UPDATE SET state = excluded.state, "
         "worker = COALESCE(excluded.worker, run_attempts.worker), "
         "started_at = COALESCE(excluded.started_at, run_attempts.started_at), "
         "finished_at = excluded.finished_at, exit_code = excluded.exit_code, "
         "error = excluded.error",
-        ([k[0] for k, _ in items], [k[1] for k, _ in items], [str(s.state) for _, s in items],
-         [s.worker for _, s in items], [s.started_at for _, s in items],
-         [s.finished_at for _, s in items], [s.exit_code for _, s in items],
-         [s.error for _, s in items]))
+        (records([{"i": k[0], "a": k[1], "s": str(s.state), "w": s.worker,
+                    "st": iso(s.started_at), "f": iso(s.finished_at), "x": s.exit_code,
+                    "e": s.error} for k, s in attempts.items()]),))
 
 
 def _count_failures(conn: Connection, rows: dict[int, dict[str, Any]],

@@ -79,6 +79,17 @@ def test_pop_due_never_returns_more_than_the_limit() -> None:
     assert sorted(first + rest) == list(range(20))
 
 
+def test_due_runs_left_by_a_limit_yield_to_more_urgent_runs_due_later() -> None:
+    heap = TimerHeap()
+    heap.add(1, NOW - sec(2), 0)
+    heap.add(2, NOW - sec(2), 0)
+    assert heap.pop_due(NOW, limit=1) == [1]
+    heap.add(3, NOW + sec(1), 9)
+    assert heap.next_due() == NOW - sec(2)  # a due run still waits: the leader must not sleep
+    assert heap.pop_due(NOW + sec(1), limit=10) == [3, 2]
+    assert heap.next_due() is None and len(heap) == 0
+
+
 def test_a_run_added_twice_is_held_once() -> None:
     heap = TimerHeap()
     heap.add(1, NOW - sec(1), 5)
