@@ -37,6 +37,30 @@ from schedulerd.publisher import RunPublisher
 
 log = structlog.get_logger()
 T = TypeVar("T")
+PUBLISH_RETRY = 0.05  # seconds before publishing again what RabbitMQ refused or missed
+REFUSALS_KEPT = 2.0  # seconds of refusals on one connection before it is replaced
+
+
+class Refusals:
+    """When the leader replaces its publishing connection after a failed window: at once
+    when the connection failed or went quiet; when the broker refused messages (answered),
+    only once refusals have lasted `patience` seconds without a window going through."""
+
+    def __init__(self, patience: float) -> None:
+        self.patience = patience
+        self.since: float | None = None
+
+    def replace(self, answered: bool, now: float) -> bool:
+        """A window failed at `now`: True when the connection must be replaced."""
+        self.since = now if self.since is None else self.since
+        if not answered or now - self.since > self.patience:
+            self.since = None
+            return True
+        return False
+
+    def accepted(self) -> None:
+        """A window went through: refusals so far are forgiven."""
+        self.since = None
 
 
 def utcnow() -> datetime:
@@ -97,6 +121,7 @@ class Term:
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
+        self.refusals = Refusals(REFUSALS_KEPT)
         self.acting = True  # False while the lease does not hold (see may_act)
 
     # -- the term ------------------------------------------------------------------------
@@ -196,6 +221,8 @@ class Term:
                 f"recovered {recovered}, holding {len(self.heap)}, next due in {wake}")
 
     def _sleep_for(self) -> float:
+        if self.unpublished:  # refused or not sent: retry soon, not in a tight loop
+            return PUBLISH_RETRY
         nxt = self.heap.next_due()
         if nxt is None:
             return 0.0 if self.hurry else self.cfg.poll_interval
@@ -240,9 +267,7 @@ class Term:
                 break
             with self.db.transaction() as conn:
                 epochs.note_dispatch(conn, self.epoch)
-                skipped = q.skip_undispatchable(conn, ids)
-                gone = {row["id"] for row in skipped}
-                rows = q.mark_queued(conn, [i for i in ids if i not in gone], self.epoch)
+                skipped, rows = q.claim(conn, ids, self.epoch)
             metrics.SKIPPED.inc(len(skipped))
             order = {run_id: n for n, run_id in enumerate(ids)}
             rows.sort(key=lambda r: order[r["run_id"]])
@@ -272,10 +297,13 @@ class Term:
             self.unpublished[:len(window)] = [m for n, m in enumerate(window) if n not in sent]
             if len(sent) < len(window):
                 # A refusal (a queue between leaders, say) leaves the connection sound: the
-                # next cycle sends the rest on it. Closing it cost 5 s after a node loss.
-                if not answered:
+                # next cycle sends the rest on it (closing it cost 5 s after a node loss),
+                # unless refusals last: a channel seen refusing for minutes after a node
+                # loss accepted the same messages once replaced.
+                if self.refusals.replace(answered, time.monotonic()):
                     self.publisher.close()
                 return False
+            self.refusals.accepted()
         return True
 
     def _recover(self) -> int:

@@ -75,30 +75,33 @@ _RUN_FIELDS = (
     "j.backoff_base_s, j.backoff_factor, j.backoff_cap_s, j.backoff_jitter")
 
 
-def skip_undispatchable(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
-    """Record as skipped those of `ids` whose job is paused or cancelled (manual runs of a
-    paused job still run) or whose start deadline passed. Returns (id, reason) rows."""
-    return conn.execute(
-        "UPDATE runs r SET state = 'skipped', finished_at = now(), updated_at = now(), "
-        "reason = CASE WHEN j.state = 'cancelled' THEN 'job cancelled' "
+def claim(conn: Connection, ids: Sequence[int], epoch: int
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Claim scheduled runs for dispatch as attempt 1, in one statement, and record as
+    skipped those whose job is paused or cancelled (manual runs of a paused job still run)
+    or whose start deadline passed. Returns (skipped: id and reason; claimed: what a run
+    message needs, with the due time, as a run may be dispatched shortly before it)."""
+    rows = conn.execute(
+        "WITH c AS (SELECT r.id, CASE WHEN j.state = 'cancelled' THEN 'job cancelled' "
         "  WHEN j.state = 'paused' AND r.trigger = 'schedule' THEN 'job paused' "
-        "  ELSE format('start deadline missed: due %%s, deadline %%s s', r.due_at, "
-        "              j.start_deadline_s) END "
-        "FROM jobs j WHERE r.id = ANY(%s) AND r.state = 'scheduled' AND j.id = r.job_id AND ("
-        "  j.state = 'cancelled' OR (j.state = 'paused' AND r.trigger = 'schedule') OR "
-        "  (j.start_deadline_s IS NOT NULL AND "
-        "   r.due_at + make_interval(secs => j.start_deadline_s) < now())) "
-        "RETURNING r.id, r.reason", (list(ids),)).fetchall()
-
-
-def mark_queued(conn: Connection, ids: Sequence[int], epoch: int) -> list[dict[str, Any]]:
-    """Claim scheduled runs for dispatch as attempt 1; returns what a run message needs,
-    with the due time (a run may be dispatched shortly before it)."""
-    return conn.execute(
-        "UPDATE runs r SET state = 'queued', attempt = 1, queued_at = now(), epoch = %s, "
-        "updated_at = now() FROM jobs j WHERE r.id = ANY(%s) AND r.state = 'scheduled' "
-        f"AND j.id = r.job_id RETURNING {_RUN_FIELDS}, r.epoch, r.due_at",
-        (epoch, list(ids))).fetchall()
+        "  WHEN j.start_deadline_s IS NOT NULL AND "
+        "    r.due_at + make_interval(secs => j.start_deadline_s) < now() "
+        "  THEN format('start deadline missed: due %%s, deadline %%s s', r.due_at, "
+        "              j.start_deadline_s) END AS skip "
+        "  FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "  WHERE r.id = ANY(%s) AND r.state = 'scheduled' FOR UPDATE OF r) "
+        "UPDATE runs r SET "
+        "state = CASE WHEN c.skip IS NULL THEN 'queued' ELSE 'skipped' END, "
+        "attempt = CASE WHEN c.skip IS NULL THEN 1 ELSE r.attempt END, "
+        "queued_at = CASE WHEN c.skip IS NULL THEN now() ELSE r.queued_at END, "
+        "epoch = CASE WHEN c.skip IS NULL THEN %s ELSE r.epoch END, "
+        "finished_at = CASE WHEN c.skip IS NULL THEN r.finished_at ELSE now() END, "
+        "reason = COALESCE(c.skip, r.reason), updated_at = now() "
+        "FROM c, jobs j WHERE r.id = c.id AND j.id = r.job_id "
+        f"RETURNING c.skip, {_RUN_FIELDS}, r.epoch, r.due_at",
+        (list(ids), epoch)).fetchall()
+    skipped = [{"id": r["run_id"], "reason": r["skip"]} for r in rows if r["skip"] is not None]
+    return skipped, [r for r in rows if r["skip"] is None]
 
 
 def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: datetime,

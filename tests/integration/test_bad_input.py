@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from common import broker as topo
 from common.broker import Broker
 from common.db import Database
 from common.devstack import Stack
-from common.messages import MAX_MESSAGE_BYTES
+from common.messages import MAX_MESSAGE_BYTES, StatusMessage, encode_batches
+from common.states import RunState
 from tests.integration.support import (
     alive,
     create,
@@ -56,6 +58,25 @@ def test_garbage_on_every_queue_is_set_aside_and_work_goes_on(stack: Stack, db: 
     wait_for(lambda: found.extend(dead_letters(stack.cluster)) or all(
         body in found for body in bodies.values()), 20, "every bad message dead-lettered")
     assert all(d.proc.is_running() for d in stack.daemons)
+
+
+def test_a_nul_character_in_a_status_report_is_stored_replaced_and_work_goes_on(
+        stack: Stack, db: Database) -> None:
+    # A run parked in a pool no worker serves, then reported cancelled with NULs in its text
+    # (PostgreSQL text cannot hold one: the report must not stop the status queue).
+    parked = create(db, "parked-in-an-idle-pool", command="true", pool="nobody-serves-this")
+    wait_for(lambda: first_state(db, parked["id"]) == "queued", 30, "the parked run queued")
+    run = runs(db, parked["id"])[0]
+    report = StatusMessage(run_id=run["id"], attempt=1, state=RunState.CANCELLED,
+                           at=datetime.now(UTC), worker="w\x00", error="bad\x00error",
+                           reason="bad\x00reason")
+    _publish(stack, topo.STATUS, topo.STATUS, encode_batches([report])[0])
+    wait_for(lambda: first_state(db, parked["id"]) == "cancelled", 30, "the report applied")
+    stored = runs(db, parked["id"])[0]
+    assert (stored["worker"], stored["error"], stored["reason"]) == (
+        "w\ufffd", "bad\ufffderror", "bad\ufffdreason")
+    after = create(db, "after-a-nul-report", command="true")
+    wait_for(lambda: first_state(db, after["id"]) == "succeeded", 30, "a job after it")
 
 
 def test_huge_binary_output_is_capped_and_the_run_succeeds(stack: Stack, db: Database) -> None:
