@@ -8,12 +8,12 @@ before it. Consecutive status-queue messages travel together in one publish.
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from common.messages import StatusQueueMessage
+from workerd.latch import Latch
 
 
 @dataclass(frozen=True)
@@ -40,16 +40,22 @@ class Confirmation:
 
     def __init__(self) -> None:
         self.ok = False
-        self._done = threading.Event()
+        self._settled = Latch()
+
+    @property
+    def settled(self) -> bool:
+        """Whether the result is known."""
+        return self._settled.is_set()
 
     def settle(self, ok: bool) -> None:
-        """Record the result and wake the waiter."""
-        self.ok = ok
-        self._done.set()
+        """Record the result and wake the waiter (a second settle changes nothing)."""
+        if not self._settled.is_set():
+            self.ok = ok
+            self._settled.set()
 
     def wait(self, timeout: float) -> bool:
         """True when the report was confirmed in time on the delivery's connection."""
-        return self._done.wait(timeout) and self.ok
+        return self._settled.wait(timeout) and self.ok
 
 
 @dataclass(frozen=True)

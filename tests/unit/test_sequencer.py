@@ -115,8 +115,8 @@ def test_a_confirmation_is_settled_by_the_confirm_or_by_a_gone_connection() -> N
     current, stale = Confirmation(), Confirmation()
     seq.perform([Report(status(RunState.RUNNING), current, 2),
                  Report(status(RunState.RUNNING), stale, 1)])
-    assert stale.wait(0) is False and stale._done.is_set()
-    assert not current._done.is_set()
+    assert stale.settled and stale.wait(0) is False
+    assert not current.settled
     wire.confirm()
     assert current.wait(0) is True
 
@@ -149,3 +149,11 @@ def test_a_refused_message_asks_for_the_connection_to_go() -> None:
     wire.confirm(1, ok=False)
     assert refusals and "zeitplan.retry" in refusals[0]
     assert ("ack", 7) not in wire.sent
+
+
+def test_a_confirmation_wakes_its_waiter_once_and_times_out_unsettled() -> None:
+    waiting = Confirmation()
+    assert waiting.wait(0.01) is False and not waiting.settled
+    waiting.settle(True)
+    waiting.settle(False)  # a second settle changes nothing
+    assert waiting.wait(0) is True and waiting.wait(0) is True

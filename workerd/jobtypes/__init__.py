@@ -125,7 +125,13 @@ def stop_reason(ctx: JobContext, deadline: Deadline) -> Stop | None:
     return None
 
 
-def wait_until_done(done: threading.Event, ctx: JobContext, deadline: Deadline) -> Stop | None:
+class Waitable(Protocol):
+    """threading.Event or workerd.latch.Latch."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+def wait_until_done(done: Waitable, ctx: JobContext, deadline: Deadline) -> Stop | None:
     """Wait for `done`; return early with the reason when the attempt is cancelled or times out."""
     while not done.wait(POLL_INTERVAL):
         reason = stop_reason(ctx, deadline)
