@@ -38,7 +38,7 @@ from schedulerd.publisher import RunPublisher
 log = structlog.get_logger()
 T = TypeVar("T")
 PUBLISH_RETRY = 0.05  # seconds before publishing again what RabbitMQ refused or missed
-REFUSALS_KEPT = 2.0  # seconds of refusals on one connection before it is replaced
+REFUSALS_KEPT = 1.0  # seconds of refusals on one connection before it is replaced
 
 
 class Refusals:
