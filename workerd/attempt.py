@@ -96,6 +96,10 @@ class AttemptRunner:
             return
         admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
                           self.cfg.kill_grace)
+        if admission.duplicate:
+            log.info("duplicate_delivery", run_id=message.run_id, attempt=message.attempt)
+            self.outbox.put(*receipt.done())
+            return
         if not admission.admitted:
             self._final(message, S.SKIPPED, receipt, reason=admission.reason)
             return

@@ -25,6 +25,7 @@ class Admission:
     admitted: bool
     lock: str | None = None
     reason: str | None = None
+    duplicate: bool = False  # this very attempt holds the lock: a second copy of its message
 
 
 def admit(coord: Coordinator, message: RunMessage, worker: str, stop: threading.Event,
@@ -37,6 +38,10 @@ def admit(coord: Coordinator, message: RunMessage, worker: str, stop: threading.
     if coord.try_lock(name, mine):
         return Admission(True, name)
     holder = coord.holder(name) or {}
+    if holder.get("run_id") == message.run_id and holder.get("attempt") == message.attempt:
+        # A re-sent copy (a publish whose confirm was lost): the attempt is running under
+        # the lock, so this copy is neither skipped nor run.
+        return Admission(False, reason="this attempt is already running", duplicate=True)
     held_by = f"run {holder.get('run_id', '?')} on {holder.get('worker', '?')}"
     if message.concurrency == "forbid":
         return Admission(False, reason=f"overlap forbidden: {held_by} is still running")
