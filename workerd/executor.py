@@ -39,7 +39,10 @@ class Executor:
         self._held: list[tuple[datetime, Entry]] = []
         self._held_changed = threading.Condition()
         self._order = itertools.count()
+        # Keyed by a serial per slot, not by run: a re-sent copy or a later attempt of a
+        # run may come to this worker while the first still executes, and must not hide it.
         self._running: dict[int, Slot] = {}
+        self._serial = itertools.count()
         self._lock = threading.Lock()
         self._cancelled: dict[tuple[str, int], float] = {}  # ("job"|"run", id) -> until
         self._taking = threading.Event()
@@ -124,8 +127,9 @@ class Executor:
                 continue
             message = receipt.message
             slot = Slot(message, threading.Event())
+            key = next(self._serial)
             with self._lock:
-                self._running[message.run_id] = slot
+                self._running[key] = slot
             metrics.RUNNING.set(len(self._running))
             try:
                 self.runner.handle(delivery, receipt, slot, self._was_cancelled(message))
@@ -138,7 +142,7 @@ class Executor:
                 self.outbox.put(*receipt.give_back())
             finally:
                 with self._lock:
-                    self._running.pop(message.run_id, None)
+                    del self._running[key]
                 metrics.RUNNING.set(len(self._running))
 
     def _was_cancelled(self, message: RunMessage) -> bool:
@@ -150,7 +154,8 @@ class Executor:
     def running(self) -> list[tuple[int, int]]:
         """(run_id, attempt) of every attempt executing now."""
         with self._lock:
-            return [(s.message.run_id, s.message.attempt) for s in self._running.values()]
+            return sorted({(s.message.run_id, s.message.attempt)
+                           for s in self._running.values()})
 
     def heartbeat(self, worker: str) -> None:
         """Report the running attempts as alive, and as all this worker executes: a slot

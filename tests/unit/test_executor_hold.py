@@ -34,9 +34,10 @@ class Recorder:
             assert self.done.wait_for(lambda: len(self.started) >= count, timeout)
 
 
-def delivery(run_id: int, *, not_before: datetime | None, priority: int = 5) -> Delivery:
+def delivery(run_id: int, *, not_before: datetime | None, priority: int = 5,
+             attempt: int = 1) -> Delivery:
     message = RunMessage(
-        run_id=run_id, job_id=run_id, scheduled_for=datetime.now(UTC), attempt=1,
+        run_id=run_id, job_id=run_id, scheduled_for=datetime.now(UTC), attempt=attempt,
         max_attempts=1, job_type="shell", payload={"command": "true"}, pool="default",
         priority=priority, concurrency="allow", timeout_s=None,
         backoff={"base": 1, "factor": 2, "cap": 60, "jitter": 0}, epoch=1,
