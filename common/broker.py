@@ -32,7 +32,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from common.errors import BrokerError
+from common.errors import BrokerError, Unroutable
 
 RUNS = "zeitplan.runs"
 RETRY = "zeitplan.retry"
@@ -189,7 +189,9 @@ class Channel:
             raise
         except (pika.exceptions.AMQPError, OSError, AssertionError) as exc:
             self._failed(exc)
-            raise BrokerError(f"cannot {doing}: {_describe(exc)}") from exc
+            error = Unroutable if isinstance(exc, pika.exceptions.UnroutableError) \
+                else BrokerError
+            raise error(f"cannot {doing}: {_describe(exc)}") from exc
 
     def _failed(self, exc: BaseException) -> None:
         """Called with the exception behind a BrokerError."""

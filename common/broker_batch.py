@@ -38,13 +38,15 @@ class Outgoing:
 class PublishIncomplete(BrokerError):
     """A batch was not fully confirmed; `confirmed` holds the indexes that were. With
     `answered`, the broker answered every message (the others were refused or returned)
-    and the connection is sound; otherwise it failed or went quiet."""
+    and the connection is sound; otherwise it failed or went quiet. `returned`: some came
+    back unroutable (no queue bound for them)."""
 
-    def __init__(self, message: str, confirmed: frozenset[int], answered: bool = False
-                 ) -> None:
+    def __init__(self, message: str, confirmed: frozenset[int], answered: bool = False,
+                 returned: bool = False) -> None:
         super().__init__(message)
         self.confirmed = confirmed
         self.answered = answered
+        self.returned = returned
 
 
 @dataclass
@@ -131,7 +133,8 @@ class BatchPublisher:
                 while_waiting()
         if batch.error or len(batch.confirmed) < batch.size:
             raise PublishIncomplete(f"publish not confirmed: {batch.error}",
-                                    frozenset(batch.confirmed), answered=not batch.broken)
+                                    frozenset(batch.confirmed), answered=not batch.broken,
+                                    returned=bool(batch.returned))
 
     def close(self) -> None:
         """Close the connection and stop the I/O thread; never raises."""

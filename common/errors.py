@@ -47,6 +47,10 @@ class BrokerError(ServiceError):
     """RabbitMQ failed or is unreachable."""
 
 
+class Unroutable(BrokerError):
+    """RabbitMQ returned a message: no queue is bound for its routing key."""
+
+
 class CoordinationError(ServiceError):
     """ZooKeeper failed or is unreachable."""
 

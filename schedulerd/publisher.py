@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import structlog
@@ -10,7 +11,7 @@ import structlog
 from common import broker as topo
 from common.broker import Broker
 from common.broker_batch import BatchPublisher, Outgoing, PublishIncomplete
-from common.errors import BrokerError
+from common.errors import BrokerError, Unroutable
 from common.messages import RunMessage, encode, encode_pack
 from schedulerd import metrics
 from schedulerd.planner import packs
@@ -20,7 +21,12 @@ log = structlog.get_logger()
 
 class RunPublisher:
     """Publishes run messages, declaring a pool's queues on first use. Single messages go
-    through `broker` (confirmed one by one); batches through `batcher` (windowed confirms)."""
+    through `broker` (confirmed one by one); batches through `batcher` (windowed confirms).
+
+    The topology is declared once, not on every reconnect: the queues are durable, and
+    declaring a quorum queue whose leader was just lost waits for its election (seconds
+    in which the leader would dispatch nothing). A message returned unroutable (the
+    queues are gone) makes the next publish declare them again."""
 
     def __init__(self, broker: Broker, pools: tuple[str, ...],
                  batcher: BatchPublisher | None = None, runs_per_message: int = 1) -> None:
@@ -36,11 +42,12 @@ class RunPublisher:
         return self.broker.connected and (self.batcher is None or self.batcher.connected)
 
     def connect(self) -> None:
-        """Connect and declare the topology for the configured pools."""
+        """Connect, and declare the topology for the configured pools if not yet done."""
         if not self.broker.connected:
             self.broker.connect()
-            self.broker.declare_topology(sorted(self.known_pools))
-            self.declared = set(self.known_pools)
+            if not self.declared:
+                self.broker.declare_topology(sorted(self.known_pools))
+                self.declared = set(self.known_pools)
         if self.batcher is not None and not self.batcher.connected:
             self.batcher.connect()
 
@@ -53,8 +60,9 @@ class RunPublisher:
     def run(self, message: RunMessage) -> None:
         """Publish one attempt to its pool's queue (confirmed)."""
         self._declare([message])
-        self.broker.publish(topo.RUNS, topo.run_routing_key(message.pool, message.priority),
-                            encode(message), message_id=message.attempt_id)
+        with self._redeclare_if_returned():
+            self.broker.publish(topo.RUNS, topo.run_routing_key(message.pool, message.priority),
+                                encode(message), message_id=message.attempt_id)
         _count([message])
 
     def runs(self, messages: list[RunMessage]) -> None:
@@ -70,9 +78,11 @@ class RunPublisher:
                 messages[group[0]].attempt_id) for group in groups],
                 while_waiting=self._keep_alive)
         except PublishIncomplete as exc:
+            if exc.returned:
+                self.declared.clear()
             confirmed = frozenset(i for n in exc.confirmed for i in groups[n])
             _count([messages[i] for i in sorted(confirmed)])
-            raise PublishIncomplete(str(exc), confirmed, exc.answered) from exc
+            raise PublishIncomplete(str(exc), confirmed, exc.answered, exc.returned) from exc
         _count(messages)
 
     def _keep_alive(self) -> None:
@@ -86,10 +96,19 @@ class RunPublisher:
             self.broker.declare_topology([pool])
             self.declared.add(pool)
 
+    @contextlib.contextmanager
+    def _redeclare_if_returned(self) -> Iterator[None]:
+        try:
+            yield
+        except Unroutable:
+            self.declared.clear()
+            raise
+
     def dead(self, message: RunMessage, reason: str) -> None:
         """Put a run that is out of attempts in the dead-letter queue, and alert."""
-        self.broker.publish(topo.DEAD, "", encode(message), message_id=message.attempt_id,
-                            headers={"x-zeitplan-reason": reason})
+        with self._redeclare_if_returned():
+            self.broker.publish(topo.DEAD, "", encode(message), message_id=message.attempt_id,
+                                headers={"x-zeitplan-reason": reason})
         metrics.DEAD.inc()
         log.error("run_dead", run_id=message.run_id, job_id=message.job_id,
                   attempt=message.attempt, reason=reason)

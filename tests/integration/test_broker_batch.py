@@ -31,11 +31,12 @@ def test_batches_are_confirmed_before_and_after_a_reconnection(cluster: LocalClu
                                                                 "lost")])
         assert failed.value.confirmed == frozenset({0, 1})
         assert failed.value.answered  # returned, not lost: the connection is sound
+        assert failed.value.returned
         publisher.publish(_batch(queue, 602, 1))  # and goes on serving
         publisher.close()
         with pytest.raises(PublishIncomplete) as cut:
             publisher.publish(_batch(queue, 603, 1))
-        assert not cut.value.answered
+        assert not cut.value.answered and not cut.value.returned
         assert broker.message_count(queue) == 603
     finally:
         publisher.close()
