@@ -55,11 +55,12 @@ class AsyncBroker(Channel):
         `on_ready` once the channel is open, and serve the I/O loop, calling `tick` every
         `every` seconds, until the connection closes. Returns after :meth:`stop`; raises
         BrokerError when it cannot connect or the connection fails."""
-        self._on_ready, self._failure, self._stopping = on_ready, None, False
+        self._on_ready, self._stopping = on_ready, False
         self._ready_seen = False
         params = list(self._params)
         random.shuffle(params)
         for param in params:
+            self._failure = None  # this node's, not a node tried before
             conn = SelectConnection(param, on_open_callback=self._on_open,
                                     on_open_error_callback=self._on_open_error,
                                     on_close_callback=self._on_closed)
