@@ -118,6 +118,7 @@ class Term:
         self.next_refresh = 0.0  # materialise and refill at most every poll_interval...
         self.backlog = False  # ...or at once when the heap is empty and this is True
         self.hurry = False  # the last cycle ended with an empty heap and a backlog
+        self.unrecorded = False  # materialising stopped at its time slice, due jobs left
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
@@ -204,7 +205,7 @@ class Term:
         steps = StepTimer()
         recorded = 0
         refill_now = self.backlog and not self.heap  # drained with more waiting: go on
-        if time.monotonic() >= self.next_refresh or refill_now:  # not on every wake-up
+        if time.monotonic() >= self.next_refresh or refill_now or self.unrecorded:
             self.next_refresh = time.monotonic() + self.cfg.poll_interval
             recorded = steps.timed("materialise", self._materialise, now, horizon)
             steps.timed("refill", self._refill, horizon)
@@ -223,6 +224,8 @@ class Term:
     def _sleep_for(self) -> float:
         if self.unpublished:  # refused or not sent: retry soon, not in a tight loop
             return PUBLISH_RETRY
+        if self.unrecorded:
+            return 0.0
         nxt = self.heap.next_due()
         if nxt is None:
             return 0.0 if self.hurry else self.cfg.poll_interval
@@ -231,7 +234,12 @@ class Term:
 
     # -- steps ---------------------------------------------------------------------------
     def _materialise(self, now: datetime, horizon: datetime) -> int:
+        """Record the fires up to `horizon`, a batch of jobs per transaction, for at most
+        half of `dispatch_ahead` (then what is due is dispatched, and the next cycle goes
+        on at once): thousands of jobs falling due together must not hold back the first
+        of their runs until the last is recorded."""
         total = 0
+        until = time.monotonic() + self.cfg.dispatch_ahead / 2
         while True:
             with self.db.transaction() as conn:
                 epochs.check(conn, self.epoch)
@@ -245,7 +253,8 @@ class Term:
             if plan.unrecorded_skips:
                 log.warning("misfires_not_recorded", count=plan.unrecorded_skips)
             total += added
-            if len(jobs) < self.cfg.batch:
+            self.unrecorded = len(jobs) == self.cfg.batch
+            if not self.unrecorded or time.monotonic() >= until:
                 return total
 
     def _refill(self, horizon: datetime) -> None:
