@@ -1,4 +1,5 @@
-"""One leadership term: claim the epoch, then materialise, dispatch and recover.
+"""One leadership term: claim the epoch, then dispatch and recover (a Recorder thread
+materialises fire times meanwhile).
 
 Each term starts with a new epoch from ZooKeeper recorded in PostgreSQL; every write of
 the term checks it (fencing), and every publish first checks the ZooKeeper lease, so a
@@ -32,13 +33,15 @@ from common.messages import RunMessage
 from common.zk import Coordinator
 from schedulerd import metrics
 from schedulerd.config import SchedulerConfig
-from schedulerd.planner import TimerHeap, materialise, run_message
+from schedulerd.planner import TimerHeap, run_message
 from schedulerd.publisher import RunPublisher
+from schedulerd.recorder import Recorder
 
 log = structlog.get_logger()
 T = TypeVar("T")
 PUBLISH_RETRY = 0.05  # seconds before publishing again what RabbitMQ refused or missed
 REFUSALS_KEPT = 1.0  # seconds of refusals on one connection before it is replaced
+STOP_CHECK = 0.05  # seconds between checks for a stop while the dispatch loop sleeps
 
 
 class Refusals:
@@ -115,10 +118,11 @@ class Term:
         self.epoch = 0
         self.losses = coord.losses
         self.next_stale_check = 0.0
-        self.next_refresh = 0.0  # materialise and refill at most every poll_interval...
+        self.next_refresh = 0.0  # refill at most every poll_interval...
         self.backlog = False  # ...or at once when the heap is empty and this is True
         self.hurry = False  # the last cycle ended with an empty heap and a backlog
-        self.unrecorded = False  # materialising stopped at its time slice, due jobs left
+        self.wake = threading.Event()  # the recorder has runs due soon (or was fenced)
+        self.recorder: Recorder | None = None
         self.next_prune = 0.0
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
@@ -149,10 +153,14 @@ class Term:
         metrics.EPOCH.set(self.epoch)
         log.info("leader_elected", epoch=self.epoch, previous_epoch=before.epoch,
                  previous_leader=before.leader)
+        self.recorder = Recorder(self.cfg, self.db, self.epoch, self.may_act, self.wake)
+        self.recorder.start()
         try:
             while not self.stop.is_set() and self.coord.losses == self.losses:
+                if self.recorder.fenced is not None:
+                    raise self.recorder.fenced
                 self.on_cycle(self._guarded_cycle())
-                self.stop.wait(self._sleep_for())  # a SIGTERM wakes it at once
+                self._nap(self._sleep_for())
             if not self.stop.is_set():
                 log.warning("leader_session_lost", epoch=self.epoch)
             else:
@@ -160,6 +168,7 @@ class Term:
         except FencedOut as exc:
             log.warning("leader_fenced", epoch=self.epoch, error=str(exc))
         finally:
+            self.recorder.end()
             metrics.IS_LEADER.set(0)
             metrics.TIMER_HEAP.set(0)
             self.publisher.close()
@@ -198,16 +207,17 @@ class Term:
             return "leader: ZooKeeper unreachable, holding dispatch"
         if not self._ensure_broker():
             return "leader: RabbitMQ unreachable, holding dispatch"
-        now = utcnow()
-        horizon = now + timedelta(seconds=self.cfg.lookahead)
+        horizon = utcnow() + timedelta(seconds=self.cfg.lookahead)
         if not self._flush_unpublished():
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
         steps = StepTimer()
-        recorded = 0
+        recorded = self.recorder.take() if self.recorder else 0
         refill_now = self.backlog and not self.heap  # drained with more waiting: go on
-        if time.monotonic() >= self.next_refresh or refill_now or self.unrecorded:
+        if self.wake.is_set():  # recorded runs due soon
+            self.wake.clear()
+            refill_now = True
+        if time.monotonic() >= self.next_refresh or refill_now:
             self.next_refresh = time.monotonic() + self.cfg.poll_interval
-            recorded = steps.timed("materialise", self._materialise, now, horizon)
             steps.timed("refill", self._refill, horizon)
         published = steps.timed("dispatch", self._dispatch_due)
         recovered = steps.timed("recover", self._recover)
@@ -224,8 +234,6 @@ class Term:
     def _sleep_for(self) -> float:
         if self.unpublished:  # refused or not sent: retry soon, not in a tight loop
             return PUBLISH_RETRY
-        if self.unrecorded:
-            return 0.0
         nxt = self.heap.next_due()
         if nxt is None:
             return 0.0 if self.hurry else self.cfg.poll_interval
@@ -233,29 +241,14 @@ class Term:
         return max(0.0, min(self.cfg.poll_interval, until))
 
     # -- steps ---------------------------------------------------------------------------
-    def _materialise(self, now: datetime, horizon: datetime) -> int:
-        """Record the fires up to `horizon`, a batch of jobs per transaction, for at most
-        half of `dispatch_ahead` (then what is due is dispatched, and the next cycle goes
-        on at once): thousands of jobs falling due together must not hold back the first
-        of their runs until the last is recorded."""
-        total = 0
-        until = time.monotonic() + self.cfg.dispatch_ahead / 2
-        while True:
-            with self.db.transaction() as conn:
-                epochs.check(conn, self.epoch)
-                jobs = q.due_jobs(conn, horizon, self.cfg.batch)
-                plan = materialise(jobs, now=now, horizon=horizon)
-                added = q.record_fires(conn, plan.runs, self.epoch)
-                q.advance_jobs(conn, plan.cursors)
-            skipped = sum(1 for r in plan.runs if r.state == "skipped")
-            metrics.MATERIALISED.inc(len(plan.runs) - skipped)
-            metrics.SKIPPED.inc(skipped)
-            if plan.unrecorded_skips:
-                log.warning("misfires_not_recorded", count=plan.unrecorded_skips)
-            total += added
-            self.unrecorded = len(jobs) == self.cfg.batch
-            if not self.unrecorded or time.monotonic() >= until:
-                return total
+    def _nap(self, seconds: float) -> None:
+        """Sleep up to `seconds`: less when stopped (a SIGTERM hands over at once) or when
+        the recorder has runs due soon."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self.wake.wait(min(left, STOP_CHECK)):
+                return
 
     def _refill(self, horizon: datetime) -> None:
         limit = self.cfg.batch * 10

@@ -15,7 +15,7 @@ from common.devstack import Stack
 from tests.integration.support import wait_for
 
 pytestmark = pytest.mark.timeout(240)
-COUNT = 5_000  # 10 of the leader's batches: recording them takes several time slices
+COUNT = 5_000  # 10 of the recorder's batches: over a second of recording
 
 
 def test_the_first_runs_of_a_mass_fire_are_dispatched_before_the_last_is_recorded(
