@@ -8,9 +8,10 @@ paused or partitioned leader neither writes nor publishes once deposed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ import structlog
 from common.broker import Broker
 from common.broker_batch import BatchPublisher, PublishIncomplete
 from common.daemon import UNEXPECTED
-from common.db import Database, retention
+from common.db import Connection, Database, retention
 from common.db import dispatch as q
 from common.db import epoch as epochs
 from common.errors import (
@@ -108,6 +109,7 @@ class Term:
         self.on_cycle = on_cycle
         self.heap = TimerHeap()
         self.unpublished: list[RunMessage] = []
+        self.uncertain: list[int] = []  # runs of a claim whose commit went unanswered
         self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
                              name=f"schedulerd-leader-{config.node.name}")
         self.publisher = RunPublisher(
@@ -211,6 +213,7 @@ class Term:
         if not self._flush_unpublished():
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
         steps = StepTimer()
+        steps.timed("settle", self._settle_uncertain)
         recorded = self.recorder.take() if self.recorder else 0
         refill_now = self.backlog and not self.heap  # drained with more waiting: go on
         if self.wake.is_set():  # recorded runs due soon
@@ -241,6 +244,34 @@ class Term:
         return max(0.0, min(self.cfg.poll_interval, until))
 
     # -- steps ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _queuing(self, ids: list[int]) -> Iterator[Connection]:
+        """A transaction that queues runs `ids` (filled in by the caller) under this term,
+        to be published after the commit. When the commit goes unanswered (the primary died
+        during it, say) it may still have taken effect: `_settle_uncertain` finds out."""
+        try:
+            with self.db.transaction() as conn:
+                yield conn
+        except DatabaseError:
+            self.uncertain.extend(ids)
+            raise
+
+    def _settle_uncertain(self) -> None:
+        """Publish the runs of a claim whose commit went unanswered (the primary died during
+        it, say) but took effect: queued by this term, never published. Runs it did not
+        claim are still scheduled and come back with the next refill, which (like every
+        dispatch) waits until this has succeeded, so none is published twice."""
+        if not self.uncertain:
+            return
+        with self.db.transaction() as conn:
+            epochs.check(conn, self.epoch)
+            rows = [r for r in q.claimed_runs(conn, self.uncertain)
+                    if r["state"] == "queued" and r["epoch"] == self.epoch]
+        self.uncertain = []
+        if rows:
+            log.warning("uncertain_claim_published", count=len(rows))
+        self.unpublished.extend(run_message(r) for r in rows)
+
     def _nap(self, seconds: float) -> None:
         """Sleep up to `seconds`: less when stopped (a SIGTERM hands over at once) or when
         the recorder has runs due soon."""
@@ -267,7 +298,7 @@ class Term:
             ids = self.heap.pop_due(until, self.cfg.batch)
             if not ids:
                 break
-            with self.db.transaction() as conn:
+            with self._queuing(ids) as conn:
                 epochs.note_dispatch(conn, self.epoch)
                 skipped, rows = q.claim(conn, ids, self.epoch)
             metrics.SKIPPED.inc(len(skipped))
@@ -316,11 +347,13 @@ class Term:
             count += self._requeue_lost()
         if self.orphan_check and time.monotonic() >= self.orphan_check[0]:
             _, old_epoch, batch_at = self.orphan_check
-            self.orphan_check = None
-            with self.db.transaction() as conn:
+            taken: list[int] = []
+            with self._queuing(taken) as conn:
                 epochs.note_dispatch(conn, self.epoch)
                 rows = q.orphans(conn, old_epoch, batch_at)
-                q.restamp(conn, [r["run_id"] for r in rows], self.epoch)
+                taken.extend(r["run_id"] for r in rows)
+                q.restamp(conn, taken, self.epoch)
+            self.orphan_check = None  # only now: a failed check is made again
             for row in rows:
                 row["epoch"] = self.epoch
             self.unpublished.extend(run_message(r) for r in rows)
@@ -351,7 +384,8 @@ class Term:
             live: list[str] | None = self.coord.member_names("workers")
         except CoordinationError:
             live = None  # membership unknown: only missing heartbeats count
-        with self.db.transaction() as conn:
+        requeued: list[int] = []
+        with self._queuing(requeued) as conn:
             epochs.note_dispatch(conn, self.epoch)
             rows = q.lost_attempts(
                 conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
@@ -359,7 +393,8 @@ class Term:
                 live_workers=live, limit=self.cfg.batch)
             retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
             dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
-            q.requeue(conn, [r["run_id"] for r in retry], self.epoch, "worker lost")
+            requeued.extend(r["run_id"] for r in retry)
+            q.requeue(conn, requeued, self.epoch, "worker lost")
             q.bury(conn, [r["run_id"] for r in dead], "worker lost; no attempts left")
         for row in retry:
             row.update(attempt=row["attempt"] + 1, epoch=self.epoch)
