@@ -173,7 +173,9 @@ def restamp(conn: Connection, ids: Sequence[int], epoch: int) -> None:
 
 
 def claimed_runs(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:
-    """What a run message needs, for runs already claimed (locks them)."""
+    """What a run message needs (with its due time, before which a first attempt must not
+    start), for runs already claimed (locks them)."""
     return conn.execute(
-        f"SELECT {_RUN_FIELDS}, r.epoch, r.state FROM runs r JOIN jobs j ON j.id = r.job_id "
+        f"SELECT {_RUN_FIELDS}, r.epoch, r.state, r.due_at FROM runs r "
+        "JOIN jobs j ON j.id = r.job_id "
         "WHERE r.id = ANY(%s) FOR UPDATE OF r", (list(ids),)).fetchall()
