@@ -48,6 +48,15 @@ class LeaderSection:
         if self.orphan_grace < 0:
             raise ValueError("'leader.orphan_grace' must not be negative")
 
+    @property
+    def refill_reach(self) -> float:
+        """Seconds ahead the dispatch loop loads runs into its timer heap: what it may have
+        to dispatch before the next refill (due within a poll interval, dispatched
+        `dispatch_ahead` early), with another poll interval for a slow cycle. Not the whole
+        `lookahead`: every refill reads again the runs it already holds, which at 1,000
+        runs/s made each run be read ten times and a refill take 0.1 s of the loop."""
+        return min(self.lookahead, 2 * self.poll_interval + self.dispatch_ahead)
+
 
 @dataclass(frozen=True)
 class StatusSection:

@@ -209,7 +209,6 @@ class Term:
             return "leader: ZooKeeper unreachable, holding dispatch"
         if not self._ensure_broker():
             return "leader: RabbitMQ unreachable, holding dispatch"
-        horizon = utcnow() + timedelta(seconds=self.cfg.lookahead)
         if not self._flush_unpublished():
             return f"leader: {len(self.unpublished)} runs waiting for RabbitMQ"
         steps = StepTimer()
@@ -221,7 +220,7 @@ class Term:
             refill_now = True
         if time.monotonic() >= self.next_refresh or refill_now:
             self.next_refresh = time.monotonic() + self.cfg.poll_interval
-            steps.timed("refill", self._refill, horizon)
+            steps.timed("refill", self._refill)
         published = steps.timed("dispatch", self._dispatch_due)
         recovered = steps.timed("recover", self._recover)
         steps.timed("prune", self._prune)
@@ -281,8 +280,9 @@ class Term:
             if left <= 0 or self.wake.wait(min(left, STOP_CHECK)):
                 return
 
-    def _refill(self, horizon: datetime) -> None:
+    def _refill(self) -> None:
         limit = self.cfg.batch * 10
+        horizon = utcnow() + timedelta(seconds=self.cfg.refill_reach)
         with self.db.transaction() as conn:
             rows = q.pending(conn, horizon, limit)
         self.backlog = len(rows) == limit

@@ -13,7 +13,7 @@ import pytest
 from common import config
 from common.errors import ConfigError
 from common.sections import HttpSection, ZooKeeperSection
-from schedulerd.config import SchedulerConfig
+from schedulerd.config import LeaderSection, SchedulerConfig
 from workerd.config import WorkerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -441,3 +441,15 @@ def test_check_config_on_a_missing_file_exits_2_naming_it(tmp_path: Path) -> Non
     result = check_config("schedulerd", path)
     assert result.returncode == 2
     assert result.stderr == f"schedulerd: config error: {path}: file not found\n"
+
+
+@pytest.mark.parametrize(("lookahead", "poll", "ahead"),
+                         [(5.0, 0.5, 0.25), (0.5, 0.5, 0.25), (300.0, 10.0, 1.0), (5.0, 0.01, 0.0)])
+def test_the_leader_loads_runs_until_its_next_refill_and_no_further_than_the_lookahead(
+        lookahead: float, poll: float, ahead: float) -> None:
+    leader = LeaderSection(lookahead=lookahead, poll_interval=poll, dispatch_ahead=ahead)
+    # Due before the next refill (a poll interval, dispatched `ahead` early) and a slow
+    # cycle's worth more; never runs the recorder has not recorded yet.
+    assert leader.refill_reach >= min(lookahead, 2 * poll + ahead)
+    assert leader.refill_reach <= lookahead
+    assert leader.refill_reach < lookahead or lookahead <= 2 * poll + ahead
