@@ -452,4 +452,5 @@ def test_the_leader_loads_runs_until_its_next_refill_and_no_further_than_the_loo
     # cycle's worth more; never runs the recorder has not recorded yet.
     assert leader.refill_reach >= min(lookahead, 2 * poll + ahead)
     assert leader.refill_reach <= lookahead
-    assert leader.refill_reach < lookahead or lookahead <= 2 * poll + ahead
+    if lookahead > 2 * poll + ahead:  # not the whole lookahead when less will do
+        assert leader.refill_reach < lookahead
