@@ -67,11 +67,20 @@ class AttemptRunner:
         self.job_types = job_types
         self.stop = stop
 
+    def starts_plainly(self, delivery: Delivery, message: RunMessage, cancelled: bool) -> bool:
+        """True when an attempt needs no decision before it starts, so it may be reported
+        `running` at once: its first delivery, not cancelled, due, within its start
+        deadline, and `allow` (no lock to take)."""
+        now = utcnow()
+        return (message.concurrency == "allow" and not cancelled and not _handed_back(delivery)
+                and (message.not_before is None or message.not_before <= now)
+                and (message.start_deadline is None or now <= message.start_deadline))
+
     def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
         message = receipt.message
         now = utcnow()
-        if delivery.redelivered or delivery.delivery_count or RETURNED in delivery.headers:
+        if _handed_back(delivery):
             # Its earlier consumer died or gave it back: whether that attempt started is
             # known to the database only, so the schedulers decide.
             self.outbox.put(Report(RedeliveredMessage(message.run_id, message.attempt,
@@ -105,30 +114,50 @@ class AttemptRunner:
             return
         try:
             started = utcnow()
-            # Execute only once `running` is safely with the broker, from the connection
-            # that holds this delivery: if the worker dies later, the schedulers know the
-            # attempt started; if that connection broke first, the delivery goes back
-            # and this attempt never runs here.
             confirmation = Confirmation()
-            self.outbox.put(Report(self._status(message, S.RUNNING, started_at=started),
-                                   confirmation, receipt.generation))
+            self.outbox.put(self.running_report(receipt, started, confirmation))
             if not confirmation.wait(CONFIRM_TIMEOUT):
-                log.warning("attempt_abandoned", run_id=message.run_id,
-                            reason="its connection to RabbitMQ broke before it started")
-                # Give it back if that connection still stands (a stale settle is dropped).
-                self.outbox.put(*receipt.give_back())
+                self.abandon(receipt)
                 return
-            if message.attempt == 1:
-                metrics.START_LATENESS.observe(
-                    max(0.0, (started - message.scheduled_for).total_seconds()))
-            outcome = self._execute(message, slot.cancel)
+            outcome = self._run(message, slot, started)
         finally:
             if admission.lock:  # without waiting: the outcome must not wait for ZooKeeper
                 self.coord.release(admission.lock)
-        if slot.requeue and outcome.state == "cancelled":
+        self._close(receipt, slot, outcome, started)
+
+    def running_report(self, receipt: Receipt, started: datetime,
+                       confirmation: Confirmation) -> Report:
+        """The `running` report an attempt executes only once it is confirmed, on the
+        connection that holds the delivery: if the worker dies later, the schedulers know
+        the attempt started; if that connection broke first, the delivery goes back and
+        this attempt never runs here."""
+        return Report(self._status(receipt.message, S.RUNNING, started_at=started),
+                      confirmation, receipt.generation)
+
+    def abandon(self, receipt: Receipt) -> None:
+        """Give back an attempt whose `running` report was not confirmed on its delivery's
+        connection (if that connection is gone, the settlement is dropped as stale)."""
+        log.warning("attempt_abandoned", run_id=receipt.message.run_id,
+                    reason="its connection to RabbitMQ broke before it started")
+        self.outbox.put(*receipt.give_back())
+
+    def proceed(self, receipt: Receipt, slot: Slot, started: datetime) -> None:
+        """Execute an attempt whose `running` report is confirmed, and report its outcome."""
+        self._close(receipt, slot, self._run(receipt.message, slot, started), started)
+
+    def _run(self, message: RunMessage, slot: Slot, started: datetime) -> Outcome:
+        if message.attempt == 1:
+            metrics.START_LATENESS.observe(
+                max(0.0, (started - message.scheduled_for).total_seconds()))
+        if slot.cancel.is_set():  # between its `running` report and now
+            return Outcome("cancelled", error="cancelled")
+        return self._execute(message, slot.cancel)
+
+    def _close(self, receipt: Receipt, slot: Slot, outcome: Outcome, started: datetime) -> None:
+        if slot.requeue and outcome.state == "cancelled":  # the worker stops: give it back
             self.outbox.put(*receipt.give_back())
             return
-        self._conclude(receipt, message, outcome, started)
+        self._conclude(receipt, receipt.message, outcome, started)
 
     def _execute(self, message: RunMessage, cancel: threading.Event) -> Outcome:
         job_type = self.job_types.get(message.job_type)
@@ -204,3 +233,9 @@ class AttemptRunner:
 
     def _send_cancel(self, cancel: CancelMessage) -> None:
         self.outbox.put(Publish(topo.CONTROL, "", encode(cancel)))
+
+
+def _handed_back(delivery: Delivery) -> bool:
+    """Whether an earlier consumer had this delivery: it died, or gave the run back."""
+    return bool(delivery.redelivered or delivery.delivery_count
+                or RETURNED in delivery.headers)

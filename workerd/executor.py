@@ -1,5 +1,16 @@
-"""The worker's execution slots: runs held until due, a local priority buffer,
-cancellation, heartbeats, drain."""
+"""The worker's execution slots: runs held until due, a local priority buffer, `running`
+reports sent ahead, cancellation, heartbeats, drain.
+
+An attempt that needs no decision before it starts (``AttemptRunner.starts_plainly``) is
+reported `running` from the broker thread and handed to a slot once that report is
+confirmed: it crosses threads twice (to its slot, and its outcome back), and no slot thread
+blocks on the broker. Any other attempt (redelivered, cancelled, not yet due, past its start
+deadline, or under a lock policy) goes to a slot that decides it, reports it `running` and
+waits for the confirm itself. At most `slots` attempts are in hand at once (reported,
+executing, or queued to a slot), so a confirmed attempt finds a slot free: none reported
+`running` waits for a slot, and on drain none is given back unstarted. The rest wait in
+the buffer, most urgent first.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,10 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import structlog
 
@@ -17,7 +31,7 @@ from common.errors import MessageError, ZeitplanError
 from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_batch
 from workerd import metrics
 from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
-from workerd.outbox import Outbox, Report, Settle
+from workerd.outbox import Action, Confirmation, Outbox, Report, Settle
 from workerd.receipt import Pack, Receipt
 
 log = structlog.get_logger()
@@ -26,18 +40,37 @@ CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliver
 Entry = tuple[int, int, Delivery, Receipt]  # (-priority, order, delivery, receipt)
 
 
+@dataclass(frozen=True)
+class Begun:
+    """An attempt whose `running` report is confirmed: its slot executes it at once."""
+
+    key: int
+    slot: Slot
+    receipt: Receipt
+    started: datetime
+
+
 class Executor:
-    """Runs deliveries on `slots` threads, most urgent first."""
+    """Runs deliveries on `slots` threads, most urgent first.
+
+    `send` takes `running` reports to the broker, and `wake` asks for :meth:`fill` from any
+    thread; the worker points them at its broker thread (which alone calls `fill` there).
+    Left alone, reports go through the outbox and `wake` fills at once.
+    """
 
     def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int) -> None:
         self.runner = runner
         self.outbox = outbox
         self.slots = slots
-        self._buffer: queue.PriorityQueue[Entry] = queue.PriorityQueue()
+        self.send: Callable[[list[Action]], None] = lambda actions: outbox.put(*actions)
+        self.wake: Callable[[], None] = self.fill
+        self._buffer: list[Entry] = []  # a heap, under _lock
         # Runs that arrived before their time (the leader dispatches a little early), by
         # due time; the `hold` thread moves each to the buffer when it is due.
         self._held: list[tuple[datetime, Entry]] = []
         self._held_changed = threading.Condition()
+        self._ready: queue.SimpleQueue[Entry | Begun] = queue.SimpleQueue()  # for the slots
+        self._in_hand = 0  # under _lock
         self._order = itertools.count()
         # Keyed by a serial per slot, not by run: a re-sent copy or a later attempt of a
         # run may come to this worker while the first still executes, and must not hide it.
@@ -85,16 +118,54 @@ class Executor:
                     heapq.heappush(self._held, (due, entry))
                     self._held_changed.notify()
             else:
-                self._buffer.put(entry)
+                with self._lock:
+                    heapq.heappush(self._buffer, entry)
+        self.fill()
+
+    def fill(self) -> None:
+        """Take buffered attempts in hand while there is room, most urgent first: report
+        the plain ones `running` (through `send`), queue the others to a slot."""
+        with self._lock:
+            taken = []
+            while self._buffer and self._in_hand < self.slots and self._taking.is_set():
+                taken.append(heapq.heappop(self._buffer))
+                self._in_hand += 1
+        reports: list[Action] = []
+        for entry in taken:
+            _, _, delivery, receipt = entry
+            message = receipt.message
+            if not self.runner.starts_plainly(delivery, message, self._was_cancelled(message)):
+                self._ready.put(entry)
+                continue
+            key, slot = self._enlist(message)
+            begun = Begun(key, slot, receipt, utcnow())
+            reports.append(self.runner.running_report(
+                receipt, begun.started, Confirmation(partial(self._confirmed, begun))))
+        if reports:
+            self.send(reports)
+
+    def _confirmed(self, begun: Begun, ok: bool) -> None:
+        if ok:
+            self._ready.put(begun)
+        else:
+            self.runner.abandon(begun.receipt)
+            self._let_go(begun.key)
 
     def _release_held(self) -> None:
-        with self._held_changed:
-            while True:
+        while True:
+            with self._held_changed:
                 now = utcnow()
+                due = []
                 while self._held and self._held[0][0] <= now:
-                    self._buffer.put(heapq.heappop(self._held)[1])
-                wait = (self._held[0][0] - now).total_seconds() if self._held else None
-                self._held_changed.wait(wait)
+                    due.append(heapq.heappop(self._held)[1])
+                if not due:
+                    self._held_changed.wait((self._held[0][0] - now).total_seconds()
+                                            if self._held else None)
+                    continue
+            with self._lock:
+                for entry in due:
+                    heapq.heappush(self._buffer, entry)
+            self.wake()
 
     def cancel(self, message: CancelMessage) -> None:
         """Stop matching attempts now; remember the cancellation for later deliveries (a
@@ -117,33 +188,50 @@ class Executor:
     # -- slots -------------------------------------------------------------------------
     def _serve(self) -> None:
         while True:
-            self._taking.wait()
+            task = self._ready.get()
+            if isinstance(task, Begun):
+                key, receipt = task.key, task.receipt
+                work = partial(self.runner.proceed, receipt, task.slot, task.started)
+            else:
+                _, _, delivery, receipt = task
+                if not self._taking.is_set():  # draining: give it back untouched
+                    self.outbox.put(*receipt.give_back())
+                    self._let_go(None)
+                    continue
+                message = receipt.message
+                key, slot = self._enlist(message)
+                work = partial(self.runner.handle, delivery, receipt, slot,
+                               self._was_cancelled(message))
             try:
-                _, _, delivery, receipt = self._buffer.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if not self._taking.is_set():  # draining: give it back untouched
-                self.outbox.put(*receipt.give_back())
-                continue
-            message = receipt.message
-            slot = Slot(message, threading.Event())
-            key = next(self._serial)
-            with self._lock:
-                self._running[key] = slot
-            metrics.RUNNING.set(len(self._running))
-            try:
-                self.runner.handle(delivery, receipt, slot, self._was_cancelled(message))
+                work()
             except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
-                log.warning("attempt_not_started", run_id=message.run_id, error=str(exc))
+                log.warning("attempt_not_started", run_id=receipt.message.run_id,
+                            error=str(exc))
                 self.runner.stop.wait(1.0)  # do not spin while the service is down
                 self.outbox.put(*receipt.give_back())
             except Exception:  # noqa: BLE001 - never lose a slot thread
-                log.exception("unexpected error, please report", run_id=message.run_id)
+                log.exception("unexpected error, please report", run_id=receipt.message.run_id)
                 self.outbox.put(*receipt.give_back())
             finally:
-                with self._lock:
-                    del self._running[key]
-                metrics.RUNNING.set(len(self._running))
+                self._let_go(key)
+
+    def _enlist(self, message: RunMessage) -> tuple[int, Slot]:
+        """List an attempt as running (before its `running` report is queued)."""
+        slot = Slot(message, threading.Event())
+        with self._lock:
+            key = next(self._serial)
+            self._running[key] = slot
+            metrics.RUNNING.set(len(self._running))
+        return key, slot
+
+    def _let_go(self, key: int | None) -> None:
+        """An attempt is out of hand (its outcome queued): unlist it, make room."""
+        with self._lock:
+            if key is not None:
+                del self._running[key]
+            self._in_hand -= 1
+            metrics.RUNNING.set(len(self._running))
+        self.wake()
 
     def _was_cancelled(self, message: RunMessage) -> bool:
         now = time.monotonic()
@@ -171,24 +259,24 @@ class Executor:
         self._taking.clear()
         self._give_back_buffered()
         deadline = time.monotonic() + timeout
-        while self.running() and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.1)
         with self._lock:
             for slot in self._running.values():
                 slot.requeue = True
                 slot.cancel.set()
-        while self.running() and time.monotonic() < deadline + self.runner.cfg.kill_grace + 5:
+        while self._busy() and time.monotonic() < deadline + self.runner.cfg.kill_grace + 5:
             time.sleep(0.1)
         self._give_back_buffered()
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return self._in_hand > 0
 
     def _give_back_buffered(self) -> None:
         with self._held_changed:
             held, self._held = self._held, []
-        for _, (_, _, _, receipt) in held:
-            self.outbox.put(*receipt.give_back())
-        while True:
-            try:
-                _, _, _, receipt = self._buffer.get_nowait()
-            except queue.Empty:
-                return
+        with self._lock:
+            buffered, self._buffer = self._buffer, []
+        for _, _, _, receipt in [entry for _, entry in held] + buffered:
             self.outbox.put(*receipt.give_back())

@@ -52,7 +52,9 @@ class Worker:
             AsyncBroker(config.broker.urls, heartbeat=config.broker.heartbeat,
                         name=f"workerd-{self.name}"),
             self.outbox, config.worker.pools, config.worker.window, self.executor.submit,
-            self.executor.cancel)
+            self.executor.cancel, self.executor.fill)
+        self.executor.send = self.transport.send_now  # both on the broker thread
+        self.executor.wake = self.outbox.nudge  # from the others: the broker thread fills
         self.exit_transport = threading.Event()
         self.http = HttpServer(config.http.address, {
             "/health": health_route(self.life.health, self._details),

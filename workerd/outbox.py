@@ -35,11 +35,13 @@ class Publish:
 
 
 class Confirmation:
-    """Tells a waiting thread whether its report reached the broker on the connection
-    that carried the delivery it is about (ok False: that connection is gone)."""
+    """Tells whether a report reached the broker on the connection that carried the
+    delivery it is about (ok False: that connection is gone): to a thread that waits, or,
+    with `then`, by calling it with the result (on the broker thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[bool], None] | None = None) -> None:
         self.ok = False
+        self._then = then
         self._settled = Latch()
 
     @property
@@ -52,6 +54,8 @@ class Confirmation:
         if not self._settled.is_set():
             self.ok = ok
             self._settled.set()
+            if self._then is not None:
+                self._then(ok)
 
     def wait(self, timeout: float) -> bool:
         """True when the report was confirmed in time on the delivery's connection."""
@@ -99,6 +103,10 @@ class Outbox:
             return
         for action in actions:
             self._queue.put(action)
+        self.nudge()
+
+    def nudge(self) -> None:
+        """Wake the consumer, with or without new actions (once until its next take)."""
         if not self._signalled:
             self._signalled = True
             self._waker()

@@ -2,7 +2,8 @@
 
 pika is used from this thread only (an asynchronous connection, its I/O loop served here);
 executor threads reach it through the Outbox, whose waker schedules :meth:`Transport._perform`
-on the loop. The order of what is sent is the Sequencer's.
+on the loop, and the executor's `running` reports come straight from here
+(:meth:`Transport.send_now`). The order of what is sent is the Sequencer's.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ class Transport:
 
     def __init__(self, broker: AsyncBroker, outbox: Outbox, pools: tuple[str, ...],
                  prefetch: int, on_run: Callable[[Delivery, int], None],
-                 on_cancel: Callable[[CancelMessage], None]) -> None:
+                 on_cancel: Callable[[CancelMessage], None],
+                 on_room: Callable[[], None]) -> None:
         self.broker = broker
         self.outbox = outbox
         self.pools = pools
         self.prefetch = prefetch
         self.on_run = on_run
         self.on_cancel = on_cancel
+        self.on_room = on_room  # after each hand-over: the executor takes more in hand
         self.generation = 0
         self.consuming = False
         self.stop_consuming = False
@@ -93,8 +96,7 @@ class Transport:
         if self.stop_consuming and self.consuming:
             self.broker.cancel_consumers()
             self.consuming = False
-        if not self.outbox.empty():
-            self._perform()  # a wake lost while the connection changed
+        self._perform()  # a wake lost while the connection changed, held work now due
         if self._done():
             self.broker.stop()
 
@@ -122,5 +124,14 @@ class Transport:
             return
         chunk, self.carry = self.carry + self.outbox.take(BATCH), []
         sequencer.perform(chunk)
+        self.on_room()
         if not self.outbox.empty():
             self.broker.call_threadsafe(self._perform)
+
+    def send_now(self, actions: list[Action]) -> None:
+        """Perform actions at once, from the broker thread; with no connection, on the
+        next one (which drops those bound to the old one)."""
+        if self.sequencer is None or not self.broker.connected:
+            self.carry.extend(actions)
+        else:
+            self.sequencer.perform(actions)

@@ -24,6 +24,9 @@ class Recorder:
         self.stop = threading.Event()
         self.done = threading.Condition()
 
+    def starts_plainly(self, delivery: Delivery, message: RunMessage, cancelled: bool) -> bool:
+        return False  # every attempt goes through handle()
+
     def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         with self.done:
             self.started[receipt.message.run_id] = datetime.now(UTC)

@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 
 from common.broker import Delivery
+from common.messages import RunMessage
 from tests.unit.test_executor_hold import delivery
 from workerd.attempt import AttemptRunner, Slot
 from workerd.executor import Executor
@@ -28,6 +29,9 @@ class FirstBlocks:
         self.later_done = threading.Semaphore(0)
         self._seen = 0
         self._lock = threading.Lock()
+
+    def starts_plainly(self, delivery: Delivery, message: RunMessage, cancelled: bool) -> bool:
+        return False  # every attempt goes through handle()
 
     def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         with self._lock:
