@@ -120,7 +120,7 @@ class Executor:
             else:
                 with self._lock:
                     heapq.heappush(self._buffer, entry)
-        self.fill()
+        self.wake()  # not fill(): the deliveries of one I/O loop pass are filled together
 
     def fill(self) -> None:
         """Take buffered attempts in hand while there is room, most urgent first: report

@@ -40,12 +40,13 @@ class Transport:
         self.prefetch = prefetch
         self.on_run = on_run
         self.on_cancel = on_cancel
-        self.on_room = on_room  # after each hand-over: the executor takes more in hand
+        self.on_room = on_room  # before each hand-over: the executor takes more in hand
         self.generation = 0
         self.consuming = False
         self.stop_consuming = False
         self.finished = False
         self.carry: list[Action] = []  # from a broken connection, to perform on the next
+        self._gathered: list[Action] | None = None  # while _perform fills: its reports
         self.sequencer: Sequencer | None = None
         self._should_exit: Callable[[], bool] = lambda: False
         outbox.set_waker(lambda: broker.call_threadsafe(self._perform))
@@ -117,21 +118,29 @@ class Transport:
         self.broker.ack(delivery.tag)
 
     def _perform(self) -> None:
-        """Hand the queued actions to the sequencer; an action leaves `carry` only once
-        handed over, so a broken connection loses none."""
+        """Let the executor take work in hand, then hand its `running` reports and the
+        queued actions to the sequencer together (one status publish, not two); an action
+        leaves `carry` only once handed over, so a broken connection loses none."""
         sequencer = self.sequencer
         if sequencer is None or not self.broker.connected:
             return
-        chunk, self.carry = self.carry + self.outbox.take(BATCH), []
+        self._gathered = []
+        try:
+            self.on_room()
+        finally:
+            gathered, self._gathered = self._gathered, None
+        chunk, self.carry = self.carry + self.outbox.take(BATCH) + gathered, []
         sequencer.perform(chunk)
-        self.on_room()
         if not self.outbox.empty():
             self.broker.call_threadsafe(self._perform)
 
     def send_now(self, actions: list[Action]) -> None:
-        """Perform actions at once, from the broker thread; with no connection, on the
-        next one (which drops those bound to the old one)."""
-        if self.sequencer is None or not self.broker.connected:
+        """Perform actions from the broker thread: with the chunk being gathered, at once
+        otherwise; with no connection, on the next one (which drops those bound to the old
+        one)."""
+        if self._gathered is not None:
+            self._gathered.extend(actions)
+        elif self.sequencer is None or not self.broker.connected:
             self.carry.extend(actions)
         else:
             self.sequencer.perform(actions)

@@ -1,0 +1,84 @@
+"""The worker's broker thread: `running` reports sent while it fills travel with the
+queued actions in one hand-over; sent at any other time they go out at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from common.broker_async import AsyncBroker
+from common.messages import StatusMessage
+from common.states import RunState
+from workerd.outbox import Action, Outbox, Report, Settle
+from workerd.sequencer import Sequencer
+from workerd.transport import Transport
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+class Loop:
+    """Stands in for the connection's I/O loop: connected, callbacks run when asked."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+    def call_threadsafe(self, fn: Callable[[], None]) -> None:
+        self.callbacks.append(fn)
+
+
+class Recorder:
+    """Stands in for the sequencer: notes each hand-over."""
+
+    def __init__(self) -> None:
+        self.chunks: list[list[Action]] = []
+
+    def perform(self, chunk: list[Action]) -> None:
+        self.chunks.append(list(chunk))
+
+
+def report(run_id: int) -> Report:
+    return Report(StatusMessage(run_id=run_id, attempt=1, state=RunState.RUNNING, at=T0))
+
+
+def transport(on_room: Callable[[Transport], None]) -> tuple[Transport, Outbox, Recorder]:
+    outbox = Outbox()
+    box: dict[str, Transport] = {}
+    loop = Loop()
+    t = Transport(cast(AsyncBroker, loop), outbox, ("default",), 8,
+                  lambda delivery, generation: None, lambda message: None,
+                  lambda: on_room(box["t"]))
+    box["t"] = t
+    recorder = Recorder()
+    t.sequencer = cast(Sequencer, recorder)
+    return t, outbox, recorder
+
+
+def test_reports_sent_while_filling_join_the_queued_actions_in_one_hand_over() -> None:
+    t, outbox, recorder = transport(lambda t: t.send_now([report(2)]))
+    settle = Settle(7, 1)
+    outbox.put(settle)
+    t._perform()
+    assert len(recorder.chunks) == 1
+    chunk: list[Any] = recorder.chunks[0]
+    assert chunk[0] == settle and chunk[1].message.run_id == 2
+
+
+def test_reports_sent_outside_a_fill_go_out_at_once_and_later_fills_are_not_gathered() -> None:
+    fills: list[int] = []
+    t, outbox, recorder = transport(lambda t: fills.append(1))
+    t.send_now([report(3)])
+    assert [[a.message.run_id for a in c] for c in recorder.chunks] == [[3]]  # type: ignore[union-attr]
+    t._perform()  # a fill that sends nothing
+    t.send_now([report(4)])
+    assert len(recorder.chunks) == 3 and recorder.chunks[-1][0].message.run_id == 4  # type: ignore[union-attr]
+    assert fills == [1]
+
+
+def test_reports_sent_without_a_connection_wait_for_the_next() -> None:
+    t, outbox, recorder = transport(lambda t: None)
+    t.sequencer = None
+    t.send_now([report(5)])
+    assert recorder.chunks == [] and [a.message.run_id for a in t.carry] == [5]  # type: ignore[union-attr]
