@@ -1,8 +1,10 @@
 """The recorded runs (bench/results/*.json) and the latest figures of each mode.
 
 A run with `--only` records some benchmarks; a mode's latest figures are merged from its
-records, each benchmark from the latest record that has it, so a partial full-size run adds
-to the full-size section instead of hiding it. `merge` is pure.
+records, each benchmark from the latest record that has it and where it did not fail, so a
+partial full-size run adds to the full-size section instead of hiding it, and a benchmark
+that failed half-way (the Zeitplan half of the peer, say) leaves the earlier whole figures
+in place. `merge` is pure.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def merge(records: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any] | Non
     used: dict[str, list[str]] = {}
     for key in RESULT_KEYS:
         for source, record in reversed(records):
-            if key in record:
+            if key in record and key not in _failed(record):
                 doc[key] = record[key]
                 used.setdefault(source, []).append(key)
                 break
@@ -57,6 +59,12 @@ def merge(records: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any] | Non
     doc["errors"] = [f"{s['file']}: {e}" for s in doc["sources"] for e in s["errors"]]
     doc["record_file"] = name
     return doc
+
+
+def _failed(record: dict[str, Any]) -> set[str]:
+    """The result keys of the benchmarks that failed in `record` (its errors name them)."""
+    names = {str(e).split(":", 1)[0] for e in record.get("errors", [])}
+    return {"raw_broker" if name == "raw" else name for name in names}
 
 
 def latest_by_mode(directory: Path) -> dict[str, dict[str, Any]]:

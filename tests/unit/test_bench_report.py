@@ -122,6 +122,17 @@ def test_a_partial_run_adds_to_the_latest_figures_of_its_mode_instead_of_hiding_
     assert records.merge([]) is None
 
 
+def test_a_benchmark_that_failed_half_way_leaves_the_earlier_whole_figures_in_place():
+    later = {**{k: v for k, v in DOC.items() if k not in records.RESULT_KEYS},
+             "started_at": "2026-11-24T00:00:00+00:00", "command": "run",
+             "errors": ["peer: RuntimeError: Celery did not become ready"],
+             "peer": {"zeitplan": DOC["peer"]["zeitplan"]}, "memory": {"idle": None}}
+    merged = records.merge([("a.json", DOC), ("b.json", later)])
+    assert merged is not None
+    assert merged["peer"] == DOC["peer"] and merged["memory"] == later["memory"]
+    assert merged["errors"] == ["b.json: peer: RuntimeError: Celery did not become ready"]
+
+
 def test_records_of_an_older_layout_are_not_merged(tmp_path):
     (tmp_path / "1.json").write_text(json.dumps({"started_at": "x", "config": {}}))
     (tmp_path / "2.json").write_text(json.dumps({**DOC, "config": {**DOC["config"],
