@@ -124,12 +124,15 @@ class Transport:
         sequencer = self.sequencer
         if sequencer is None or not self.broker.connected:
             return
+        # Take before filling: take() re-arms the outbox's waker, so a wake that comes
+        # while the executor fills schedules another pass instead of being spent on this one.
+        self.carry.extend(self.outbox.take(BATCH))
         self._gathered = []
         try:
             self.on_room()
         finally:
             gathered, self._gathered = self._gathered, None
-        chunk, self.carry = self.carry + self.outbox.take(BATCH) + gathered, []
+        chunk, self.carry = self.carry + gathered, []
         sequencer.perform(chunk)
         if not self.outbox.empty():
             self.broker.call_threadsafe(self._perform)

@@ -66,6 +66,15 @@ def test_reports_sent_while_filling_join_the_queued_actions_in_one_hand_over() -
     assert chunk[0] == settle and chunk[1].message.run_id == 2
 
 
+def test_a_wake_that_comes_while_filling_schedules_another_pass() -> None:
+    t, outbox, recorder = transport(lambda t: t.outbox.nudge())  # a slot made free meanwhile
+    outbox.put(Settle(7, 1))
+    loop = cast(Loop, t.broker)
+    assert len(loop.callbacks) == 1
+    t._perform()
+    assert len(loop.callbacks) == 2
+
+
 def test_reports_sent_outside_a_fill_go_out_at_once_and_later_fills_are_not_gathered() -> None:
     fills: list[int] = []
     t, outbox, recorder = transport(lambda t: fills.append(1))
