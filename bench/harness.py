@@ -12,9 +12,10 @@ from common.devstack import Stack
 
 SCHEDULERS = 3
 WORKERS = 2
-# Slots per worker: a no-op run keeps its slot only while the worker's broker thread gets
-# its `running` report confirmed, so throughput grows with the slots until the broker thread
-# batches enough reports per confirm: 4 gave ~1,550 runs/s here, 8 ~2,600/s, 16 no more.
+# Slots per worker: a worker has at most that many attempts in hand, and a no-op run is in
+# hand mostly while its `running` report waits for the broker's confirm, so throughput grows
+# with the slots until enough reports share a confirm: 4 gave ~1,550 runs/s here, 8
+# ~2,600/s, 16 no more (measured before the broker thread sent those reports itself).
 # Celery's peer gets the same number of threads per worker. Prefetch is workerd's default,
 # 4 x slots.
 WORKER_SLOTS = 8
