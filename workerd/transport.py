@@ -46,7 +46,7 @@ class Transport:
         self.stop_consuming = False
         self.finished = False
         self.carry: list[Action] = []  # from a broken connection, to perform on the next
-        self._gathered: list[Action] | None = None  # while _perform fills: its reports
+        self._filling = False  # while _perform lets the executor fill
         self.sequencer: Sequencer | None = None
         self._should_exit: Callable[[], bool] = lambda: False
         outbox.set_waker(lambda: broker.call_threadsafe(self._perform))
@@ -127,23 +127,21 @@ class Transport:
         # Take before filling: take() re-arms the outbox's waker, so a wake that comes
         # while the executor fills schedules another pass instead of being spent on this one.
         self.carry.extend(self.outbox.take(BATCH))
-        self._gathered = []
+        self._filling = True  # the fill's reports join `carry` (kept even if it raises)
         try:
             self.on_room()
         finally:
-            gathered, self._gathered = self._gathered, None
-        chunk, self.carry = self.carry + gathered, []
+            self._filling = False
+        chunk, self.carry = self.carry, []
         sequencer.perform(chunk)
         if not self.outbox.empty():
             self.broker.call_threadsafe(self._perform)
 
     def send_now(self, actions: list[Action]) -> None:
-        """Perform actions from the broker thread: with the chunk being gathered, at once
-        otherwise; with no connection, on the next one (which drops those bound to the old
-        one)."""
-        if self._gathered is not None:
-            self._gathered.extend(actions)
-        elif self.sequencer is None or not self.broker.connected:
+        """Perform actions from the broker thread: during a fill, with that pass's chunk;
+        with no connection, on the next one (which drops those bound to the old one);
+        otherwise at once."""
+        if self._filling or self.sequencer is None or not self.broker.connected:
             self.carry.extend(actions)
         else:
             self.sequencer.perform(actions)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import pytest
+
 from common.broker_async import AsyncBroker
 from common.messages import StatusMessage
 from common.states import RunState
@@ -64,6 +66,24 @@ def test_reports_sent_while_filling_join_the_queued_actions_in_one_hand_over() -
     assert len(recorder.chunks) == 1
     chunk: list[Any] = recorder.chunks[0]
     assert chunk[0] == settle and chunk[1].message.run_id == 2
+
+
+def test_a_fill_that_fails_half_way_keeps_what_it_sent_and_what_was_taken() -> None:
+    calls: list[int] = []
+
+    def fill(t: Transport) -> None:
+        calls.append(1)
+        t.send_now([report(2)])
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the executor")
+
+    t, outbox, recorder = transport(fill)
+    outbox.put(Settle(7, 1))
+    with pytest.raises(RuntimeError):
+        t._perform()
+    assert recorder.chunks == []
+    t._perform()
+    assert [getattr(a, "tag", None) or a.message.run_id for a in recorder.chunks[0]] == [7, 2, 2]  # type: ignore[union-attr]
 
 
 def test_a_wake_that_comes_while_filling_schedules_another_pass() -> None:
