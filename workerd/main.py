@@ -53,7 +53,7 @@ class Worker:
                         name=f"workerd-{self.name}"),
             self.outbox, config.worker.pools, config.worker.window, self.executor.submit,
             self.executor.cancel, self.executor.fill)
-        self.executor.send = self.transport.send_now  # both on the broker thread
+        self.executor.send = self.transport.send  # both on the broker thread
         self.executor.wake = self.outbox.nudge  # from the others: the broker thread fills
         self.exit_transport = threading.Event()
         self.http = HttpServer(config.http.address, {

@@ -3,7 +3,7 @@
 pika is used from this thread only (an asynchronous connection, its I/O loop served here);
 executor threads reach it through the Outbox, whose waker schedules :meth:`Transport._perform`
 on the loop, and the executor's `running` reports come straight from here
-(:meth:`Transport.send_now`). The order of what is sent is the Sequencer's.
+(:meth:`Transport.send`). The order of what is sent is the Sequencer's.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ class Transport:
         self.stop_consuming = False
         self.finished = False
         self.carry: list[Action] = []  # from a broken connection, to perform on the next
-        self._filling = False  # while _perform lets the executor fill
         self.sequencer: Sequencer | None = None
         self._should_exit: Callable[[], bool] = lambda: False
         outbox.set_waker(lambda: broker.call_threadsafe(self._perform))
@@ -126,22 +125,16 @@ class Transport:
             return
         # Take before filling: take() re-arms the outbox's waker, so a wake that comes
         # while the executor fills schedules another pass instead of being spent on this one.
+        # The fill's reports join `carry` too (`send`), kept there even if the fill raises.
         self.carry.extend(self.outbox.take(BATCH))
-        self._filling = True  # the fill's reports join `carry` (kept even if it raises)
-        try:
-            self.on_room()
-        finally:
-            self._filling = False
+        self.on_room()
         chunk, self.carry = self.carry, []
         sequencer.perform(chunk)
         if not self.outbox.empty():
             self.broker.call_threadsafe(self._perform)
 
-    def send_now(self, actions: list[Action]) -> None:
-        """Perform actions from the broker thread: during a fill, with that pass's chunk;
-        with no connection, on the next one (which drops those bound to the old one);
-        otherwise at once."""
-        if self._filling or self.sequencer is None or not self.broker.connected:
-            self.carry.extend(actions)
-        else:
-            self.sequencer.perform(actions)
+    def send(self, actions: list[Action]) -> None:
+        """Add actions, from the broker thread, to the hand-over under way (the executor
+        fills inside one); with no connection, to the next connection's first (which drops
+        those bound to the old one)."""
+        self.carry.extend(actions)

@@ -1,5 +1,5 @@
 """The worker's broker thread: `running` reports sent while it fills travel with the
-queued actions in one hand-over; sent at any other time they go out at once."""
+queued actions in one hand-over."""
 
 from __future__ import annotations
 
@@ -47,19 +47,16 @@ def report(run_id: int) -> Report:
 
 def transport(on_room: Callable[[Transport], None]) -> tuple[Transport, Outbox, Recorder]:
     outbox = Outbox()
-    box: dict[str, Transport] = {}
-    loop = Loop()
-    t = Transport(cast(AsyncBroker, loop), outbox, ("default",), 8,
-                  lambda delivery, generation: None, lambda message: None,
-                  lambda: on_room(box["t"]))
-    box["t"] = t
+    t = Transport(cast(AsyncBroker, Loop()), outbox, ("default",), 8,
+                  lambda delivery, generation: None, lambda message: None, lambda: None)
+    t.on_room = lambda: on_room(t)
     recorder = Recorder()
     t.sequencer = cast(Sequencer, recorder)
     return t, outbox, recorder
 
 
 def test_reports_sent_while_filling_join_the_queued_actions_in_one_hand_over() -> None:
-    t, outbox, recorder = transport(lambda t: t.send_now([report(2)]))
+    t, outbox, recorder = transport(lambda t: t.send([report(2)]))
     settle = Settle(7, 1)
     outbox.put(settle)
     t._perform()
@@ -73,7 +70,7 @@ def test_a_fill_that_fails_half_way_keeps_what_it_sent_and_what_was_taken() -> N
 
     def fill(t: Transport) -> None:
         calls.append(1)
-        t.send_now([report(2)])
+        t.send([report(2)])
         if len(calls) == 1:
             raise RuntimeError("a bug in the executor")
 
@@ -95,19 +92,16 @@ def test_a_wake_that_comes_while_filling_schedules_another_pass() -> None:
     assert len(loop.callbacks) == 2
 
 
-def test_reports_sent_outside_a_fill_go_out_at_once_and_later_fills_are_not_gathered() -> None:
-    fills: list[int] = []
-    t, outbox, recorder = transport(lambda t: fills.append(1))
-    t.send_now([report(3)])
+def test_reports_sent_outside_a_hand_over_go_with_the_next() -> None:
+    t, outbox, recorder = transport(lambda t: None)
+    t.send([report(3)])
+    assert recorder.chunks == []
+    t._perform()
     assert [[a.message.run_id for a in c] for c in recorder.chunks] == [[3]]  # type: ignore[union-attr]
-    t._perform()  # a fill that sends nothing
-    t.send_now([report(4)])
-    assert len(recorder.chunks) == 3 and recorder.chunks[-1][0].message.run_id == 4  # type: ignore[union-attr]
-    assert fills == [1]
 
 
 def test_reports_sent_without_a_connection_wait_for_the_next() -> None:
     t, outbox, recorder = transport(lambda t: None)
     t.sequencer = None
-    t.send_now([report(5)])
+    t.send([report(5)])
     assert recorder.chunks == [] and [a.message.run_id for a in t.carry] == [5]  # type: ignore[union-attr]
