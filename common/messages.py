@@ -40,6 +40,9 @@ class RunMessage:
     epoch: int
     start_deadline: datetime | None = None
     not_before: datetime | None = None
+    # Which copy of the run the schedulers published (the run's dispatch number then): a
+    # report that a copy came back is acted on once, and not for a copy since replaced.
+    dispatch: int = 0
     type: str = field(default="run", init=False)
 
     @property
@@ -95,12 +98,14 @@ class LogMessage:
 @dataclass(frozen=True)
 class RedeliveredMessage:
     """A worker received a run message again (its earlier consumer died or gave it back);
-    the schedulers decide from the database whether that attempt had started."""
+    the schedulers decide from the database whether that attempt had started. `dispatch`
+    is the copy's (RunMessage.dispatch)."""
 
     run_id: int
     attempt: int
     worker: str
     at: datetime
+    dispatch: int = 0
     type: str = field(default="redelivered", init=False)
 
 
@@ -208,7 +213,7 @@ def _decode_obj(data: Any) -> Message:
 
 
 _INT_FIELDS = {"run_id", "job_id", "attempt", "max_attempts", "priority", "epoch", "seq",
-               "exit_code"}
+               "exit_code", "dispatch"}
 
 
 def _convert(cls: type[Any], name: str, value: Any) -> Any:

@@ -352,10 +352,10 @@ class Term:
                 epochs.note_dispatch(conn, self.epoch)
                 rows = q.orphans(conn, old_epoch, batch_at)
                 taken.extend(r["run_id"] for r in rows)
-                q.restamp(conn, taken, self.epoch)
+                fresh = q.redispatch(conn, taken, self.epoch)
             self.orphan_check = None  # only now: a failed check is made again
             for row in rows:
-                row["epoch"] = self.epoch
+                row.update(fresh[row["run_id"]])
             self.unpublished.extend(run_message(r) for r in rows)
             metrics.REDISPATCHED.labels("leader_lost").inc(len(rows))
             if rows:
@@ -394,10 +394,10 @@ class Term:
             retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
             dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
             requeued.extend(r["run_id"] for r in retry)
-            q.requeue(conn, requeued, self.epoch, "worker lost")
+            fresh = q.requeue(conn, requeued, self.epoch, "worker lost")
             q.bury(conn, [r["run_id"] for r in dead], "worker lost; no attempts left")
         for row in retry:
-            row.update(attempt=row["attempt"] + 1, epoch=self.epoch)
+            row.update(fresh[row["run_id"]])
             log.warning("worker_lost", run_id=row["run_id"], worker=row["worker"],
                         next_attempt=row["attempt"])
         self.unpublished.extend(run_message(r) for r in retry)

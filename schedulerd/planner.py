@@ -58,7 +58,8 @@ def run_message(row: dict[str, Any]) -> RunMessage:
         concurrency=row["concurrency"], timeout_s=row["timeout_s"],
         backoff={"base": row["backoff_base_s"], "factor": row["backoff_factor"],
                  "cap": row["backoff_cap_s"], "jitter": row["backoff_jitter"]},
-        epoch=row["epoch"], start_deadline=deadline, not_before=row.get("due_at"))
+        epoch=row["epoch"], start_deadline=deadline, not_before=row.get("due_at"),
+        dispatch=row["dispatch"])
 
 
 class TimerHeap:
@@ -102,13 +103,20 @@ class TimerHeap:
         self._ids.clear()
 
 
-def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts: int) -> str:
-    """What to do when a worker reports that attempt `reported_attempt` came back to a queue.
+def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts: int, *,
+               same_copy: bool) -> str:
+    """What to do when a worker reports that attempt `reported_attempt` came back to a queue;
+    `same_copy`: the copy that came back is the run's latest (its dispatch number).
 
     ``republish``: it never started, send the same attempt again; ``retry``: send the next
     attempt; ``bury``: the same, with no attempts left; ``ignore``: the database has moved
     on (a stale or duplicate report), or the attempt is running and the leader decides.
     """
+    if not same_copy:
+        # Reported before (the report went out twice, or its acknowledgement was lost and
+        # the copy came back again) and acted on, or replaced by the schedulers since: a
+        # second copy published now would be a second execution.
+        return "ignore"
     after_failure = state in ("failed", "timed_out", "retrying")
     if reported_attempt == run_attempt:
         if state == "queued":

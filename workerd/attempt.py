@@ -83,8 +83,9 @@ class AttemptRunner:
         if _handed_back(delivery):
             # Its earlier consumer died or gave it back: whether that attempt started is
             # known to the database only, so the schedulers decide.
-            self.outbox.put(Report(RedeliveredMessage(message.run_id, message.attempt,
-                                                      self.worker, now)), *receipt.done())
+            self.outbox.put(Report(RedeliveredMessage(
+                message.run_id, message.attempt, self.worker, now, message.dispatch)),
+                *receipt.done())
             return
         if cancelled:
             self._final(message, S.CANCELLED, receipt, reason="cancelled before it started")

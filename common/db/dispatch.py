@@ -70,7 +70,7 @@ def pending(conn: Connection, horizon: datetime, limit: int) -> list[dict[str, A
 
 
 _RUN_FIELDS = (
-    "r.id AS run_id, r.job_id, r.scheduled_for, r.attempt, r.pool, r.priority, "
+    "r.id AS run_id, r.job_id, r.scheduled_for, r.attempt, r.dispatch, r.pool, r.priority, "
     "j.job_type, j.payload, j.max_attempts, j.timeout_s, j.concurrency, j.start_deadline_s, "
     "j.backoff_base_s, j.backoff_factor, j.backoff_cap_s, j.backoff_jitter")
 
@@ -93,6 +93,7 @@ def claim(conn: Connection, ids: Sequence[int], epoch: int
         "UPDATE runs r SET "
         "state = CASE WHEN c.skip IS NULL THEN 'queued' ELSE 'skipped' END, "
         "attempt = CASE WHEN c.skip IS NULL THEN 1 ELSE r.attempt END, "
+        "dispatch = CASE WHEN c.skip IS NULL THEN r.dispatch + 1 ELSE r.dispatch END, "
         "queued_at = CASE WHEN c.skip IS NULL THEN now() ELSE r.queued_at END, "
         "epoch = CASE WHEN c.skip IS NULL THEN %s ELSE r.epoch END, "
         "finished_at = CASE WHEN c.skip IS NULL THEN r.finished_at ELSE now() END, "
@@ -139,13 +140,17 @@ def abandoned(conn: Connection, worker: str, at: datetime,
         (worker, at, pairs)).fetchall()
 
 
-def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str) -> None:
-    """Give lost runs their next attempt (the caller publishes them)."""
-    if ids:
-        conn.execute(
-            "UPDATE runs SET state = 'queued', attempt = attempt + 1, queued_at = now(), "
-            "epoch = %s, error = %s, worker = NULL, started_at = NULL, heartbeat_at = NULL, "
-            "updated_at = now() WHERE id = ANY(%s)", (epoch, error, list(ids)))
+def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str
+            ) -> dict[int, dict[str, Any]]:
+    """Give lost runs their next attempt (the caller publishes them). Returns, by run id,
+    the fields that changed for the message (attempt, dispatch, epoch)."""
+    if not ids:
+        return {}
+    return _by_run(conn.execute(
+        "UPDATE runs SET state = 'queued', attempt = attempt + 1, dispatch = dispatch + 1, "
+        "queued_at = now(), epoch = %s, error = %s, worker = NULL, started_at = NULL, "
+        "heartbeat_at = NULL, updated_at = now() WHERE id = ANY(%s) "
+        "RETURNING id, attempt, dispatch, epoch", (epoch, error, list(ids))).fetchall())
 
 
 def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
@@ -165,11 +170,20 @@ def orphans(conn: Connection, epoch: int, batch_at: datetime) -> list[dict[str, 
         "FOR UPDATE OF r SKIP LOCKED", (epoch, batch_at)).fetchall()
 
 
-def restamp(conn: Connection, ids: Sequence[int], epoch: int) -> None:
-    """Take over queued runs into this term (after re-publishing them)."""
-    if ids:
-        conn.execute("UPDATE runs SET epoch = %s, queued_at = now(), updated_at = now() "
-                     "WHERE id = ANY(%s)", (epoch, list(ids)))
+def redispatch(conn: Connection, ids: Sequence[int], epoch: int) -> dict[int, dict[str, Any]]:
+    """Record that queued runs are published again, as term `epoch`'s: a new copy, queued
+    now. Returns, by run id, the fields that changed for the message (dispatch, epoch)."""
+    if not ids:
+        return {}
+    return _by_run(conn.execute(
+        "UPDATE runs SET epoch = %s, dispatch = dispatch + 1, queued_at = now(), "
+        "updated_at = now() WHERE id = ANY(%s) RETURNING id, dispatch, epoch",
+        (epoch, list(ids))).fetchall())
+
+
+def _by_run(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """RETURNING rows keyed by run id (the id itself left out)."""
+    return {row.pop("id"): row for row in rows}
 
 
 def claimed_runs(conn: Connection, ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -38,13 +38,13 @@ class Recorder:
 
 
 def delivery(run_id: int, *, not_before: datetime | None, priority: int = 5,
-             attempt: int = 1) -> Delivery:
+             attempt: int = 1, dispatch: int = 1) -> Delivery:
     message = RunMessage(
         run_id=run_id, job_id=run_id, scheduled_for=datetime.now(UTC), attempt=attempt,
         max_attempts=1, job_type="shell", payload={"command": "true"}, pool="default",
         priority=priority, concurrency="allow", timeout_s=None,
         backoff={"base": 1, "factor": 2, "cap": 60, "jitter": 0}, epoch=1,
-        not_before=not_before)
+        not_before=not_before, dispatch=dispatch)
     return Delivery(run_id, encode(message), "q", "default.normal", False, 0, {}, None)
 
 

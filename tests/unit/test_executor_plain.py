@@ -142,11 +142,12 @@ def test_a_cancel_between_the_report_and_the_start_ends_the_attempt_unexecuted()
 
 def test_an_attempt_that_needs_a_decision_goes_to_a_slot_unreported() -> None:
     rig = Rig(slots=1)
-    again = replace(delivery(6, not_before=None), redelivered=True)
+    again = replace(delivery(6, not_before=None, dispatch=4), redelivered=True)
     rig.ex.submit(again, generation=1)
     done = rig.outcomes(2)
     assert rig.reported() == []
     assert isinstance(done[0].message, RedeliveredMessage) and done[1] == Settle(6, 1)
+    assert done[0].message.dispatch == 4  # which copy came back: the schedulers act once
 
 
 def test_drain_gives_back_what_waits_and_lets_what_is_in_hand_finish() -> None:

@@ -35,7 +35,7 @@ RUN = RunMessage(
     payload={"command": "echo hi", "env": {"A": "1"}, "nested": [1, {"x": None}]},
     pool="default", priority=9, concurrency="forbid", timeout_s=12.5,
     backoff={"base": 1.0, "factor": 2.0, "cap": 600.0, "jitter": 0.1}, epoch=17,
-    start_deadline=T0 + timedelta(minutes=5),
+    start_deadline=T0 + timedelta(minutes=5), dispatch=3,
     not_before=datetime(2026, 5, 1, 12, 0, 3, tzinfo=BERLIN_SUMMER))
 STATUS = StatusMessage(run_id=41, attempt=2, state=RunState.FAILED, at=T0, worker="w1",
                        started_at=T0 - timedelta(seconds=3), exit_code=1, error="boom",
@@ -44,7 +44,7 @@ HEARTBEAT = HeartbeatMessage(worker="w1", at=T0, runs=((41, 2), (42, 1)))
 LOG = LogMessage(run_id=41, attempt=2, stream="stdout", seq=3,
                  data=b"caf\xc3\xa9 \xff\xfe\x00\x80 not utf-8")
 CANCEL = CancelMessage(run_id=None, job_id=7, reason="job cancelled")
-REDELIVERED = RedeliveredMessage(run_id=41, attempt=2, worker="w2", at=T0)
+REDELIVERED = RedeliveredMessage(run_id=41, attempt=2, worker="w2", at=T0, dispatch=3)
 
 STATUS_WIRE: dict[str, Any] = {"v": VERSION, "type": "status", "run_id": 1, "attempt": 1,
                                "state": "running", "at": "2026-05-01T10:00:00+00:00"}
@@ -247,6 +247,7 @@ def cases(*rows: tuple[dict[str, Any], str, Any, str]) -> list[Any]:
         (RUN_WIRE, "pool", None, "RunMessage.pool"),
         (RUN_WIRE, "timeout_s", "10", "RunMessage.timeout_s: must be a number"),
         (RUN_WIRE, "epoch", "17", "RunMessage.epoch: must be an integer"),
+        (RUN_WIRE, "dispatch", "2", "RunMessage.dispatch: must be an integer"),
         (RUN_WIRE, "scheduled_for", None, "RunMessage.scheduled_for"),
         (HEARTBEAT_WIRE, "runs", [[1, 2, 3]], "HeartbeatMessage.runs: must be a list of"),
         (HEARTBEAT_WIRE, "runs", [["1", 2]], "HeartbeatMessage.runs: must be a list of"),

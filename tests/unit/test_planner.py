@@ -159,7 +159,18 @@ def test_clear_forgets_every_run_so_they_can_be_reloaded() -> None:
 )
 def test_redelivery_decides_from_the_databases_view_of_the_run(
         state: str, run_attempt: int, reported: int, max_attempts: int, expected: str) -> None:
-    assert redelivery(state, run_attempt, reported, max_attempts) == expected
+    assert redelivery(state, run_attempt, reported, max_attempts, same_copy=True) == expected
+
+
+@pytest.mark.parametrize(("state", "run_attempt", "reported"), [
+    ("queued", 1, 1),  # republished already: a second copy would run the attempt twice
+    ("failed", 2, 2),
+    ("retrying", 1, 2),
+])
+def test_a_report_about_a_copy_other_than_the_latest_changes_nothing(
+        state: str, run_attempt: int, reported: int) -> None:
+    assert redelivery(state, run_attempt, reported, 3, same_copy=True) != "ignore"
+    assert redelivery(state, run_attempt, reported, 3, same_copy=False) == "ignore"
 
 
 # --- materialise ----------------------------------------------------------------------------
@@ -289,7 +300,7 @@ def claimed(**fields: Any) -> dict[str, Any]:
         "priority": 5, "job_type": "shell", "payload": {"command": "echo hi", "env": {}},
         "max_attempts": 3, "timeout_s": 30.0, "concurrency": "forbid",
         "start_deadline_s": 120.0, "backoff_base_s": 1.0, "backoff_factor": 2.0,
-        "backoff_cap_s": 600.0, "backoff_jitter": 0.25, "epoch": 12,
+        "backoff_cap_s": 600.0, "backoff_jitter": 0.25, "epoch": 12, "dispatch": 2,
     }
     row.update(fields)
     return row
@@ -302,7 +313,7 @@ def test_a_run_message_carries_the_claimed_run_and_its_jobs_settings() -> None:
         payload={"command": "echo hi", "env": {}}, pool="default", priority=5,
         concurrency="forbid", timeout_s=30.0,
         backoff={"base": 1.0, "factor": 2.0, "cap": 600.0, "jitter": 0.25}, epoch=12,
-        start_deadline=NOW + sec(120), not_before=None)
+        start_deadline=NOW + sec(120), not_before=None, dispatch=2)
     assert message.attempt_id == "41.1"
 
 
