@@ -16,7 +16,7 @@ from typing import Any
 
 FORMAT = 2  # records before this (no "format") have another layout and are not merged
 RESULT_KEYS = ("raw_broker", "throughput", "profile", "lateness", "failover", "peer",
-               "throughput3", "schedules", "memory", "outage")
+               "throughput3", "profile3", "schedules", "memory", "outage")
 MODES = ("default", "full")
 
 

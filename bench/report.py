@@ -101,7 +101,7 @@ def render(doc: dict[str, Any]) -> str:
     if cfg["mode"] != "full":
         lines += ["", f"Sizes are the {cfg['mode']} mode's, smaller than the issue's where "
                       "the row says so; the targets are the issue's, judged as they stand."]
-    lines += ["", *_peer(doc), *_details(doc), "", *_profile(doc), "", *_meaning()]
+    lines += ["", *_peer(doc), *_details(doc), "", *_profiles(doc), "", *_meaning()]
     return "\n".join(lines)
 
 
@@ -229,19 +229,27 @@ def _window(t: dict[str, Any]) -> str:
             f"after the kill did not succeed ({states or 'none recorded'})")
 
 
-def _profile(doc: dict[str, Any]) -> list[str]:
-    p = doc.get("profile")
+def _profiles(doc: dict[str, Any]) -> list[str]:
+    one, three = _profile(doc.get("profile")), _profile(doc.get("profile3"))
+    if not one and not three:
+        return []
+    return ["### Where the time goes (py-spy)", "", *one, *([""] if one and three else []),
+            *three]
+
+
+def _profile(p: dict[str, Any] | None) -> list[str]:
     if not p:
         return []
-    out = ["### Where the time goes (py-spy)", "",
-           f"A separate batch of {p['jobs']:,} no-op python runs ({p['runs_per_s']:,.0f} "
-           f"runs/s while sampled) with py-spy at {p['rate']} Hz, `--nonblocking`, on the "
-           f"leader ({p['leader']}) and {p['worker']}, from a second before the fire time to "
-           "the last run finished. A sample is charged to the deepest frame in Zeitplan's own "
-           "code ('ours') or to the innermost frame ('leaf'); 'on CPU' leaves out waiting "
-           "threads; a thread's wall-clock shares are of its own samples. Line numbers are "
-           "those of the code that ran: the run's commit plus the uncommitted product "
-           "changes listed above.", ""]
+    nodes = p.get("rabbit_nodes", 1)  # records before profile3 were all on one node
+    cluster = "one RabbitMQ node" if nodes == 1 else f"the {nodes}-node RabbitMQ cluster"
+    out = [f"A separate batch of {p['jobs']:,} no-op python runs on {cluster} "
+           f"({p['runs_per_s']:,.0f} runs/s while sampled) with py-spy at {p['rate']} Hz, "
+           f"`--nonblocking`, on the leader ({p['leader']}) and {p['worker']}, from a second "
+           "before the fire time to the last run finished. A sample is charged to the "
+           "deepest frame in Zeitplan's own code ('ours') or to the innermost frame ('leaf'); "
+           "'on CPU' leaves out waiting threads; a thread's wall-clock shares are of its own "
+           "samples. Line numbers are those of the code that ran: the run's commit plus the "
+           "uncommitted product changes listed above.", ""]
     not_ours = "(not in Zeitplan's code)"
     for name, views in p["processes"].items():
         cpu, wall = views.get("cpu", {}), views.get("wall", {})

@@ -8,7 +8,8 @@ stopped at the end (also on Ctrl-C or an error), one after the other:
 
   main       1 RabbitMQ node: raw, throughput, profile, lateness, failover, peer
              (raw runs whenever throughput or peer does: they are ratios to it)
-  rabbit3    3 RabbitMQ nodes: throughput3 (its own raw round trip, then end to end)
+  rabbit3    3 RabbitMQ nodes: throughput3 (its own raw round trip, then end to end),
+             profile3 (py-spy on the leader and a worker there)
   schedules  many cron jobs (its jobs keep firing, so it gets its own cluster)
   memory     idle RSS, then RSS with many jobs stored
   outage     3 RabbitMQ nodes: the run queue's leader killed, then the PostgreSQL primary
@@ -43,7 +44,7 @@ class Environment:
 
 ENVIRONMENTS = (
     Environment("main", 1, ("raw", "throughput", "profile", "lateness", "failover", "peer")),
-    Environment("rabbit3", 3, ("throughput3",)),
+    Environment("rabbit3", 3, ("throughput3", "profile3")),
     Environment("schedules", 1, ("schedules",)),
     Environment("memory", 1, ("memory",)),
     Environment("outage", 3, ("outage",)),

@@ -174,3 +174,22 @@ def test_the_outage_details_say_what_happened_to_the_runs_due_after_the_kill(tmp
     assert "claimed at +1.75 s, the first such run started at +1.90 s (on the new primary)" in pg
     assert "sched-1 → sched-2, epoch 4 → 5" in pg and "0 of the 100 runs" in pg
     assert "*RabbitMQ node loss* and *PostgreSQL failover*" in text
+
+
+def test_the_profiles_on_one_and_on_three_rabbitmq_nodes_are_told_apart(tmp_path):
+    views = {"cpu": {"samples": 200, "ours": [["schedulerd/leader.py:1 (Term.run)", 0.5]],
+                     "leaves": [["json/encoder.py:2 (iterencode)", 0.25]]},
+             "wall": {"ours_by_thread": {"MainThread": [["common/db/x.py:3 (claim)", 0.75]]}}}
+    spied = {"leader": "sched-2", "worker": "worker-1", "rate": 100, "runs_per_s": 900.0,
+             "jobs": 10000, "load": [1.0, 1.0], "raw_files": "/tmp/p",
+             "processes": {"leader": views}}
+    doc = {**DOC, "profile": spied, "profile3": {**spied, "rabbit_nodes": 3,
+                                                 "runs_per_s": 700.0}}
+    (tmp_path / "20261123T000000Z.json").write_text(json.dumps(doc))
+    text = report.render_all(tmp_path)
+    assert text.count("### Where the time goes (py-spy)") == 1
+    assert "10,000 no-op python runs on one RabbitMQ node (900 runs/s" in text
+    assert "10,000 no-op python runs on the 3-node RabbitMQ cluster (700 runs/s" in text
+    assert text.count("- leader, on CPU (200 samples = 2.0 CPU-s), ours: "
+                      "`schedulerd/leader.py:1 (Term.run)` 50%") == 2
+    assert "- leader, thread `MainThread`, wall clock: `common/db/x.py:3 (claim)` 75%" in text

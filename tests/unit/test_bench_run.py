@@ -4,7 +4,7 @@ from bench.run import BENCHMARKS, selection
 def test_every_benchmark_runs_by_default_each_in_its_environment():
     plan = {env.name: env.benchmarks for env in selection(None)}
     assert plan["main"][0] == "raw"
-    assert plan["rabbit3"] == ("throughput3",)
+    assert plan["rabbit3"] == ("throughput3", "profile3")
     assert sorted(name for names in plan.values() for name in names) == sorted(BENCHMARKS)
 
 
