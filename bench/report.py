@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import records, table
+from bench import cpu, records, table
 from bench.targets import number
 
 START = "<!-- results:start -->"
@@ -155,7 +155,9 @@ def _details(doc: dict[str, Any]) -> list[str]:
                     f"{r['seconds']:.2f} s from the fire time; the leader had claimed the last "
                     f"run for dispatch at +{r['last_queued_s']:.2f} s and the first started at "
                     f"+{r['first_start_s']:.2f} s. Jobs created in {r['creation_seconds']:.1f} s "
-                    f"(not measured), {r['created_before_fire_s']:.1f} s before the fire time.")
+                    f"(not measured), {r['created_before_fire_s']:.1f} s before the fire time."
+                    + (f" CPU from a second before the fire time to the end: "
+                       f"{cpu.describe(r['cpu'])}." if r.get("cpu") else ""))
     for r in (doc.get("lateness") or {}).get("runs", []):
         q = r.get("queued_ms")
         if q:

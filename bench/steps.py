@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    cpu,
     failover,
     harness,
     jobs,
@@ -61,15 +62,21 @@ def _end_to_end(bench: harness.Bench, sizes: Sizes, raw_result: dict[str, Any] |
     pids = bench.pids()
     leader = bench.leader_name()
     kinds = {d.name: d.kind for d in bench.stack.daemons}
+    groups = {pid: "leader" if name == leader else
+              "other schedulers" if kinds[name] == "schedulerd" else "workers"
+              for name, pid in pids.items()}
     result: dict[str, Any] = {}
     with RssSampler(pids) as sampler:
         for job_type, payload, count in (("python", jobs.PYTHON_NOOP, sizes.python_jobs),
                                          ("shell", jobs.SHELL_NOOP, sizes.shell_jobs)):
             progress(f"end-to-end throughput: {count:,} no-op {job_type} jobs")
+            window = cpu.CpuWindow(groups)
             result[job_type] = loaded(functools.partial(
                 throughput.measure, bench.db, job_type=job_type, payload=payload, count=count,
-                progress=progress))
+                progress=progress, during=lambda window=window: window))
+            result[job_type]["cpu"] = window.summary(result[job_type]["finished"])
             compare(result[job_type], raw_result, progress)
+            progress("  CPU: " + cpu.describe(result[job_type]["cpu"]))
     peak = {name: max(sampler.peak_kib.get(name, 0), sampler.hwm_kib.get(name, 0))
             for name in pids}
     result["rss"] = {
