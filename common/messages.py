@@ -99,13 +99,13 @@ class LogMessage:
 class RedeliveredMessage:
     """A worker received a run message again (its earlier consumer died or gave it back);
     the schedulers decide from the database whether that attempt had started. `dispatch`
-    is the copy's (RunMessage.dispatch)."""
+    is the copy's (RunMessage.dispatch); None from a worker older than that field."""
 
     run_id: int
     attempt: int
     worker: str
     at: datetime
-    dispatch: int = 0
+    dispatch: int | None = None
     type: str = field(default="redelivered", init=False)
 
 

@@ -25,10 +25,18 @@ POOL = "unconsumed"  # no worker consumes it: the test plays the worker
 QUEUE = topo.run_queue(POOL, "normal")
 
 
-def take(stack: Stack, timeout: float) -> list[RunMessage]:
-    """Every run message that reaches the pool's queue within `timeout` seconds (acked)."""
+def connected(stack: Stack) -> Broker:
+    """A connection with the pool's queues declared (the leader declares them only as it
+    first publishes to the pool, just after the run is queued)."""
     broker = Broker(stack.cluster.settings.amqp_urls, name="test-redelivery")
     broker.connect()
+    broker.declare_topology([POOL])
+    return broker
+
+
+def take(stack: Stack, timeout: float) -> list[RunMessage]:
+    """Every run message that reaches the pool's queue within `timeout` seconds (acked)."""
+    broker = connected(stack)
     found: list[RunMessage] = []
     try:
         deadline = datetime.now(UTC).timestamp() + timeout
@@ -46,6 +54,7 @@ def take(stack: Stack, timeout: float) -> list[RunMessage]:
 
 def test_a_copy_reported_twice_is_published_again_once(
         stack: Stack, db: Database, tmp_path: Path) -> None:
+    connected(stack).close()
     job = create(db, "comes-back", command="true", pool=POOL)
     wait_for(lambda: (r := runs(db, job["id"])) and r[0]["state"] == "queued", 20,
              "the run to be queued")
@@ -65,4 +74,9 @@ def test_a_copy_reported_twice_is_published_again_once(
            LogMessage(run_id, 1, "stdout", 902, b"marker\n"))
     wait_for(lambda: logged(db, run_id, 902), 10, "the status consumer to reach the marker")
     assert [m.dispatch for m in take(stack, 2.0)] == [copy + 2]
+    # A worker from before copies were numbered reports none: taken as the latest copy.
+    report(stack, RedeliveredMessage(run_id, 1, "old-worker", datetime.now(UTC)),
+           LogMessage(run_id, 1, "stdout", 903, b"marker\n"))
+    wait_for(lambda: logged(db, run_id, 903), 10, "the status consumer to reach the marker")
+    assert [m.dispatch for m in take(stack, 2.0)] == [copy + 3]
     assert runs(db, job["id"])[0]["state"] == "queued"

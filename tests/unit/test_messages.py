@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -223,6 +224,13 @@ def test_optional_fields_may_be_left_out() -> None:
     decoded = decode(body(STATUS_WIRE))
     assert decoded == StatusMessage(run_id=1, attempt=1, state=RunState.RUNNING,
                                     at=datetime(2026, 5, 1, 10, 0, tzinfo=UTC))
+
+
+def test_messages_from_before_copies_were_numbered_still_decode() -> None:
+    run = {k: v for k, v in json.loads(encode(RUN)).items() if k != "dispatch"}
+    back = {k: v for k, v in json.loads(encode(REDELIVERED)).items() if k != "dispatch"}
+    assert decode(body(run)) == replace(RUN, dispatch=0)
+    assert decode(body(back)) == replace(REDELIVERED, dispatch=None)  # "the latest copy"
 
 
 def cases(*rows: tuple[dict[str, Any], str, Any, str]) -> list[Any]:
