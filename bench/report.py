@@ -254,13 +254,13 @@ def _profile(p: dict[str, Any] | None) -> list[str]:
            "uncommitted product changes listed above.", ""]
     not_ours = "(not in Zeitplan's code)"
     for name, views in p["processes"].items():
-        cpu, wall = views.get("cpu", {}), views.get("wall", {})
-        if "ours" in cpu:
-            out.append(f"- {name}, on CPU ({cpu['samples']:,} samples = "
-                       f"{cpu['samples'] / p['rate']:.1f} CPU-s), ours: " + "; ".join(
-                           f"`{where}` {share:.0%}" for where, share in cpu["ours"][:6]))
+        busy, wall = views.get("cpu", {}), views.get("wall", {})
+        if "ours" in busy:
+            out.append(f"- {name}, on CPU ({busy['samples']:,} samples = "
+                       f"{busy['samples'] / p['rate']:.1f} CPU-s), ours: " + "; ".join(
+                           f"`{where}` {share:.0%}" for where, share in busy["ours"][:6]))
             out.append(f"- {name}, on CPU, leaf: " + "; ".join(
-                f"`{where}` {share:.0%}" for where, share in cpu["leaves"][:5]))
+                f"`{where}` {share:.0%}" for where, share in busy["leaves"][:5]))
         for thread, entries in sorted((wall.get("ours_by_thread") or {}).items()):
             mine = [(where, share) for where, share in entries if where != not_ours]
             if mine:
