@@ -78,8 +78,8 @@ def account(before: Mapping[int, Sample], after: Mapping[int, Sample],
     used: dict[str, float] = {}
     for pid, sample in after.items():
         start = before.get(pid)
-        same = start is not None and start.started == sample.started
-        ticks = sample.ticks - (start.ticks if same and start is not None else 0)
+        ticks = sample.ticks - (start.ticks if start is not None
+                                and start.started == sample.started else 0)
         if ticks > 0:
             name = group(pid, sample)
             used[name] = used.get(name, 0.0) + ticks / TICKS

@@ -104,15 +104,16 @@ class TimerHeap:
 
 
 def redelivery(state: str, run_attempt: int, reported_attempt: int, max_attempts: int, *,
-               same_copy: bool) -> str:
+               run_copy: int, reported_copy: int | None) -> str:
     """What to do when a worker reports that attempt `reported_attempt` came back to a queue;
-    `same_copy`: the copy that came back is the run's latest (its dispatch number).
+    `run_copy` is the run's dispatch number, `reported_copy` that of the copy that came back
+    (None from a worker older than the field: taken as the latest, as before numbers).
 
     ``republish``: it never started, send the same attempt again; ``retry``: send the next
     attempt; ``bury``: the same, with no attempts left; ``ignore``: the database has moved
     on (a stale or duplicate report), or the attempt is running and the leader decides.
     """
-    if not same_copy:
+    if reported_copy is not None and reported_copy != run_copy:
         # Reported before (the report went out twice, or its acknowledgement was lost and
         # the copy came back again) and acted on, or replaced by the schedulers since: a
         # second copy published now would be a second execution.

@@ -144,11 +144,9 @@ class StatusConsumer:
             row = rows.get(report.run_id)
             if row is None:
                 continue
-            # A report without the copy's number (a worker from before it) is taken as
-            # about the latest copy, as before numbers existed (a rolling upgrade).
-            latest = report.dispatch is None or report.dispatch == row["dispatch"]
             action = redelivery(row["state"], row["attempt"], report.attempt,
-                                row["max_attempts"], same_copy=latest)
+                                row["max_attempts"], run_copy=row["dispatch"],
+                                reported_copy=report.dispatch)
             if action == "republish":  # as a new copy: a later report of this one is stale
                 row.update(q.redispatch(conn, [row["run_id"]], row["epoch"])[row["run_id"]])
                 self.publisher.run(run_message(row))

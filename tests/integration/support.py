@@ -19,7 +19,7 @@ from common.devcluster import LocalCluster
 from common.devstack import Stack
 from common.errors import MessageError
 from common.jobs import JobSpec
-from common.messages import RunMessage, decode
+from common.messages import RunMessage, StatusQueueMessage, decode, encode
 
 T = TypeVar("T")
 SESSION_TIMEOUT = 4.0
@@ -107,6 +107,25 @@ def states(db: Database, job_ids: list[int]) -> Counter[str]:
         rows = conn.execute("SELECT state, count(*) AS n FROM runs WHERE job_id = ANY(%s) "
                             "GROUP BY state", (job_ids,)).fetchall()
     return Counter({r["state"]: r["n"] for r in rows})
+
+
+def report(stack: Stack, *messages: StatusQueueMessage) -> None:
+    """Publish messages on the status queue, in order, as a worker would."""
+    broker = Broker(stack.cluster.settings.amqp_urls, name="test-status")
+    broker.connect()
+    try:
+        for message in messages:
+            broker.publish(topo.STATUS, topo.STATUS, encode(message))
+    finally:
+        broker.close()
+
+
+def logged(db: Database, run_id: int, seq: int) -> bool:
+    """Whether the status consumer has stored log chunk `seq` of a run (a marker that
+    everything published before it was consumed)."""
+    with db.transaction() as conn:
+        return conn.execute("SELECT 1 FROM run_logs WHERE run_id = %s AND seq = %s",
+                            (run_id, seq)).fetchone() is not None
 
 
 def dead_letters(cluster: LocalCluster) -> list[RunMessage | bytes]:

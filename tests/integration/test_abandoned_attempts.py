@@ -10,31 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from common import broker as topo
-from common.broker import Broker
 from common.db import Database
 from common.devstack import Stack
-from common.messages import HeartbeatMessage, LogMessage, StatusQueueMessage, encode
-from tests.integration.support import create, ledger, ledger_command, runs, wait_for
+from common.messages import HeartbeatMessage, LogMessage
+from tests.integration.support import (
+    create,
+    ledger,
+    ledger_command,
+    logged,
+    report,
+    runs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def report(stack: Stack, *messages: StatusQueueMessage) -> None:
-    """Publish messages on the status queue, in order, as a worker would."""
-    broker = Broker(stack.cluster.settings.amqp_urls, name="test-heartbeats")
-    broker.connect()
-    try:
-        for message in messages:
-            broker.publish(topo.STATUS, topo.STATUS, encode(message))
-    finally:
-        broker.close()
-
-
-def logged(db: Database, run_id: int, seq: int) -> bool:
-    with db.transaction() as conn:
-        return conn.execute("SELECT 1 FROM run_logs WHERE run_id = %s AND seq = %s",
-                            (run_id, seq)).fetchone() is not None
 
 
 def test_an_attempt_left_out_of_its_workers_heartbeat_gets_the_next_attempt(

@@ -159,7 +159,8 @@ def test_clear_forgets_every_run_so_they_can_be_reloaded() -> None:
 )
 def test_redelivery_decides_from_the_databases_view_of_the_run(
         state: str, run_attempt: int, reported: int, max_attempts: int, expected: str) -> None:
-    assert redelivery(state, run_attempt, reported, max_attempts, same_copy=True) == expected
+    assert redelivery(state, run_attempt, reported, max_attempts, run_copy=2,
+                      reported_copy=2) == expected
 
 
 @pytest.mark.parametrize(("state", "run_attempt", "reported"), [
@@ -169,8 +170,11 @@ def test_redelivery_decides_from_the_databases_view_of_the_run(
 ])
 def test_a_report_about_a_copy_other_than_the_latest_changes_nothing(
         state: str, run_attempt: int, reported: int) -> None:
-    assert redelivery(state, run_attempt, reported, 3, same_copy=True) != "ignore"
-    assert redelivery(state, run_attempt, reported, 3, same_copy=False) == "ignore"
+    acted = redelivery(state, run_attempt, reported, 3, run_copy=2, reported_copy=2)
+    assert acted != "ignore"
+    assert redelivery(state, run_attempt, reported, 3, run_copy=3, reported_copy=2) == "ignore"
+    # A worker from before copies were numbered reports none: taken as the latest copy.
+    assert redelivery(state, run_attempt, reported, 3, run_copy=3, reported_copy=None) == acted
 
 
 # --- materialise ----------------------------------------------------------------------------
