@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, records, table
+from bench import broker_ops, cpu, records, table
 from bench.targets import number
 
 START = "<!-- results:start -->"
@@ -157,7 +157,9 @@ def _details(doc: dict[str, Any]) -> list[str]:
                     f"+{r['first_start_s']:.2f} s. Jobs created in {r['creation_seconds']:.1f} s "
                     f"(not measured), {r['created_before_fire_s']:.1f} s before the fire time."
                     + (f" CPU from a second before the fire time to the end: "
-                       f"{cpu.describe(r['cpu'])}." if r.get("cpu") else ""))
+                       f"{cpu.describe(r['cpu'])}." if r.get("cpu") else "")
+                    + (f" RabbitMQ's counters: {broker_ops.describe(r['broker_ops'])}."
+                       if r.get("broker_ops") else ""))
     for r in (doc.get("lateness") or {}).get("runs", []):
         q = r.get("queued_ms")
         if q:

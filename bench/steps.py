@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    broker_ops,
     cpu,
     failover,
     harness,
@@ -71,12 +72,17 @@ def _end_to_end(bench: harness.Bench, sizes: Sizes, raw_result: dict[str, Any] |
                                          ("shell", jobs.SHELL_NOOP, sizes.shell_jobs)):
             progress(f"end-to-end throughput: {count:,} no-op {job_type} jobs")
             window = cpu.CpuWindow(groups)
+            ops = broker_ops.OpsWindow(bench.cluster.rabbit_nodes())
             result[job_type] = loaded(functools.partial(
                 throughput.measure, bench.db, job_type=job_type, payload=payload, count=count,
-                progress=progress, during=lambda window=window: window))
+                progress=progress, during=lambda window=window: window,
+                around=lambda ops=ops: ops))
             result[job_type]["cpu"] = window.summary(result[job_type]["finished"])
+            result[job_type]["broker_ops"] = ops.summary(result[job_type]["finished"])
             compare(result[job_type], raw_result, progress)
             progress("  CPU: " + cpu.describe(result[job_type]["cpu"]))
+            if result[job_type]["broker_ops"]:
+                progress("  RabbitMQ: " + broker_ops.describe(result[job_type]["broker_ops"]))
     peak = {name: max(sampler.peak_kib.get(name, 0), sampler.hwm_kib.get(name, 0))
             for name in pids}
     result["rss"] = {

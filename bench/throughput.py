@@ -22,9 +22,13 @@ from common.db import Database
 
 def measure(db: Database, *, job_type: str, payload: dict[str, Any], count: int,
             progress: Callable[[str], None],
-            during: Callable[[], AbstractContextManager[Any]] | None = None) -> dict[str, Any]:
+            during: Callable[[], AbstractContextManager[Any]] | None = None,
+            around: Callable[[], AbstractContextManager[Any]] | None = None
+            ) -> dict[str, Any]:
     """Create `count` no-op jobs of `job_type` firing together, wait, return the figures.
-    `during` (a profiler) is entered a second before the fire time and left at the end."""
+    `during` (a profiler) is entered a second before the fire time and left at the end;
+    `around` (what is too slow to enter then) once the jobs are stored, and left after
+    `during`."""
     pace = jobs.creation_rate(db, progress=progress)
     fire = jobs.utcnow() + jobs.creation_lead(count, pace)
     specs = [jobs.at_spec(f"bench-{job_type}-{n}", job_type, payload, fire)
@@ -35,11 +39,12 @@ def measure(db: Database, *, job_type: str, payload: dict[str, Any], count: int,
              f"({created.per_second:,.0f}/s); they fire in {spare:.1f} s")
     if spare <= 0:
         progress("  WARNING: creation ran past the fire time; the figure includes creation")
-    time.sleep(max(0.0, spare - 1.0))
-    with during() if during is not None else contextlib.nullcontext():
-        time.sleep(max(0.0, (fire - jobs.utcnow()).total_seconds()))
-        complete = jobs.wait_finished(db, created, timeout=60 + count / 20, stall=60,
-                                      progress=progress)
+    with around() if around is not None else contextlib.nullcontext():
+        time.sleep(max(0.0, (fire - jobs.utcnow()).total_seconds() - 1.0))
+        with during() if during is not None else contextlib.nullcontext():
+            time.sleep(max(0.0, (fire - jobs.utcnow()).total_seconds()))
+            complete = jobs.wait_finished(db, created, timeout=60 + count / 20, stall=60,
+                                          progress=progress)
     result = figures(jobs.runs_of(db, created), count)
     result.update(job_type=job_type, complete=complete,
                   creation_seconds=round(created.seconds, 2),

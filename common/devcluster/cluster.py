@@ -115,11 +115,15 @@ class LocalCluster:
         postgres.promote(standby, self.timeout)
         standby.upstream = None
 
+    def rabbit_nodes(self) -> list[rabbitmq.RabbitNode]:
+        """The RabbitMQ nodes, running or not."""
+        return [node for node in self.nodes.values() if isinstance(node, rabbitmq.RabbitNode)]
+
     def queue_leaders(self) -> dict[str, str]:
         """Queue name -> the RabbitMQ node name (``rabbit1@host``) that leads it, as the
         first live node that answers reports it (empty when none does)."""
-        for node in self.nodes.values():
-            if isinstance(node, rabbitmq.RabbitNode) and node.is_running():
+        for node in self.rabbit_nodes():
+            if node.is_running():
                 leaders = node.queue_leaders()
                 if leaders:
                     return leaders
@@ -128,8 +132,7 @@ class LocalCluster:
     def queue_leader(self, queue: str) -> rabbitmq.RabbitNode | None:
         """The RabbitMQ node that leads `queue` (None while no live node names one)."""
         name = self.queue_leaders().get(queue)
-        return next((node for node in self.nodes.values()
-                     if isinstance(node, rabbitmq.RabbitNode) and node.nodename == name), None)
+        return next((node for node in self.rabbit_nodes() if node.nodename == name), None)
 
     def add_process(self, proc: ManagedProcess) -> ManagedProcess:
         """Own `proc` too: it is recorded in the pid registry and stopped with the cluster."""

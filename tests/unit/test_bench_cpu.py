@@ -1,8 +1,6 @@
-import json
-
-from bench import cpu, report
+from bench import cpu
 from bench.cpu import Sample
-from tests.unit.test_bench_report import DOC, RUN
+from tests.unit.test_bench_report import python_details
 
 # /proc/<pid>/stat of a process whose name has a space and a parenthesis in it.
 STAT = ("4570 (my (odd) name) S 1 4570 4570 0 -1 4194560 2000 0 0 0 "
@@ -48,9 +46,6 @@ def test_the_summary_says_how_busy_the_cpus_were_and_the_cost_per_run():
 
 def test_the_details_of_a_throughput_run_carry_its_cpu_by_component(tmp_path):
     figures = cpu.summary({"rabbitmq": 6.0}, seconds=5.0, runs=5000, cpus=2)
-    doc = {**DOC, "throughput": {**DOC["throughput"], "python": {**RUN, "cpu": figures}}}
-    (tmp_path / "20261123T000000Z.json").write_text(json.dumps(doc))
-    line = next(x for x in report.render_all(tmp_path).splitlines()
-                if x.startswith("- `python`, 1 node"))
-    assert line.endswith("CPU from a second before the fire time to the end: 5.0 s on 2 CPUs, "
-                         "60% busy: rabbitmq 6.0 CPU-s (1.20 ms/run).")
+    assert python_details(tmp_path, cpu=figures).endswith(
+        "CPU from a second before the fire time to the end: 5.0 s on 2 CPUs, "
+        "60% busy: rabbitmq 6.0 CPU-s (1.20 ms/run).")

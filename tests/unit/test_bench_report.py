@@ -68,6 +68,14 @@ DOC = {
 }
 
 
+def python_details(tmp_path, **fields):
+    """The Details line of the 1-node python run of a record whose run has `fields` too."""
+    doc = {**DOC, "throughput": {**DOC["throughput"], "python": {**RUN, **fields}}}
+    (tmp_path / "20261123T000000Z.json").write_text(json.dumps(doc))
+    return next(x for x in report.render_all(tmp_path).splitlines()
+                if x.startswith("- `python`, 1 node"))
+
+
 def _verdicts():
     return {row.figure: row.met for row in table.rows(DOC)}
 
