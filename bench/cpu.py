@@ -123,9 +123,9 @@ class CpuWindow:
         return summary(self.used, self.seconds, runs, os.cpu_count() or 1)
 
 
-def describe(figures: Mapping[str, Any]) -> str:
-    """One line for a window's figures (of :func:`summary`)."""
-    parts = [f"{name} {value:,.1f} CPU-s ({figures['ms_per_run'][name]:.2f} ms/run)"
+def describe(figures: Mapping[str, Any], *, per: str = "run") -> str:
+    """One line for a window's figures (of :func:`summary`; `per` names what was counted)."""
+    parts = [f"{name} {value:,.1f} CPU-s ({figures['ms_per_run'][name]:.2f} ms/{per})"
              for name, value in figures["cpu_s"].items()]
     return (f"{figures['seconds']:.1f} s on {figures['cpus']} CPUs, "
             f"{figures['busy']:.0%} busy: " + ", ".join(parts))

@@ -17,11 +17,13 @@ BlockingConnection that waits for each confirm before the next publish.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue as stdlib_queue
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,8 +64,10 @@ def _fresh_queue(url: str) -> None:
         conn.close()
 
 
-def measure(url: str, count: int, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Round trip of `count` messages, then the confirm-each publish rate."""
+def measure(url: str, count: int, progress: Callable[[str], None],
+            during: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
+    """Round trip of `count` messages, then the confirm-each publish rate. `during` (a CPU
+    window) is entered as the publisher starts and left when both sides are done."""
     body = sample_body()
     _fresh_queue(url)
     timeout = 30.0 + count / 1000.0
@@ -78,16 +82,17 @@ def measure(url: str, count: int, progress: Callable[[str], None]) -> dict[str, 
     try:
         if not ready.wait(30):
             raise RuntimeError("the raw consumer did not start within 30 s")
-        publisher.start()
         got: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + timeout + 10
-        while len(got) < 2:
-            try:
-                item = results.get(timeout=max(0.1, deadline - time.monotonic()))
-            except stdlib_queue.Empty:
-                raise RuntimeError(f"raw broker run did not finish within {timeout:.0f} s "
-                                   f"(results so far: {got})") from None
-            got[item["role"]] = item
+        with during if during is not None else contextlib.nullcontext():
+            publisher.start()
+            while len(got) < 2:
+                try:
+                    item = results.get(timeout=max(0.1, deadline - time.monotonic()))
+                except stdlib_queue.Empty:
+                    raise RuntimeError(f"raw broker run did not finish within {timeout:.0f} s "
+                                       f"(results so far: {got})") from None
+                got[item["role"]] = item
     finally:
         for proc in (publisher, consumer):
             if proc.pid is not None:

@@ -144,7 +144,10 @@ def _details(doc: dict[str, Any]) -> list[str]:
         raw = part.get("raw_broker")
         if raw:
             out.append(f"- Raw broker, {label}: {raw['method']}; {raw['body_bytes']}-byte "
-                       f"bodies; the publisher alone reached {raw['publish_per_s']:,.0f}/s.")
+                       f"bodies; the publisher alone reached {raw['publish_per_s']:,.0f}/s."
+                       + (" CPU over the round trip (per message): "
+                          f"{cpu.describe(raw['cpu'], per='msg')}."
+                          if raw.get("cpu") else ""))
         tp = doc.get("throughput") if part is doc else part
         for job_type in ("python", "shell"):
             r = (tp or {}).get(job_type)

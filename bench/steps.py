@@ -53,8 +53,11 @@ def raw(bench: harness.Bench, sizes: Sizes, doc: dict[str, Any], progress: Progr
     nodes = len(bench.cluster.settings.amqp_urls)
     progress(f"raw broker round trip ({nodes} RabbitMQ node{'s' if nodes > 1 else ''}): "
              f"{sizes.raw_messages:,} messages")
+    window = cpu.CpuWindow({})
     doc[key] = loaded(lambda: raw_broker.measure(bench.cluster.settings.amqp_urls[0],
-                                                 sizes.raw_messages, progress))
+                                                 sizes.raw_messages, progress, window))
+    doc[key]["cpu"] = window.summary(sizes.raw_messages)
+    progress("  CPU of the round trip: " + cpu.describe(doc[key]["cpu"], per="msg"))
 
 
 def _end_to_end(bench: harness.Bench, sizes: Sizes, raw_result: dict[str, Any] | None,

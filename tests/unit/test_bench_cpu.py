@@ -1,6 +1,8 @@
-from bench import cpu
+import json
+
+from bench import cpu, report
 from bench.cpu import Sample
-from tests.unit.test_bench_report import python_details
+from tests.unit.test_bench_report import DOC, RAW, python_details
 
 # /proc/<pid>/stat of a process whose name has a space and a parenthesis in it.
 STAT = ("4570 (my (odd) name) S 1 4570 4570 0 -1 4194560 2000 0 0 0 "
@@ -49,3 +51,13 @@ def test_the_details_of_a_throughput_run_carry_its_cpu_by_component(tmp_path):
     assert python_details(tmp_path, cpu=figures).endswith(
         "CPU from a second before the fire time to the end: 5.0 s on 2 CPUs, "
         "60% busy: rabbitmq 6.0 CPU-s (1.20 ms/run).")
+
+
+def test_the_raw_round_trip_carries_its_cpu_per_message(tmp_path):
+    figures = cpu.summary({"rabbitmq": 4.0}, seconds=5.0, runs=50000, cpus=2)
+    doc = {**DOC, "raw_broker": {**RAW, "cpu": figures}}
+    (tmp_path / "20261123T000000Z.json").write_text(json.dumps(doc))
+    line = next(x for x in report.render_all(tmp_path).splitlines()
+                if x.startswith("- Raw broker, 1 node"))
+    assert line.endswith("CPU over the round trip (per message): 5.0 s on 2 CPUs, 40% busy: "
+                         "rabbitmq 4.0 CPU-s (0.08 ms/msg).")
