@@ -12,13 +12,13 @@ from common.devstack import Stack
 
 SCHEDULERS = 3
 WORKERS = 2
-# Slots per worker: a worker has at most that many attempts in hand, and a no-op run is in
-# hand mostly while its `running` report waits for the broker's confirm, so throughput grows
-# with the slots until enough reports share a confirm: 4 gave ~1,550 runs/s here, 8
-# ~2,600/s, 16 no more (measured before the broker thread sent those reports itself).
-# Celery's peer gets the same number of threads per worker. Prefetch is workerd's default,
-# 4 x slots.
-WORKER_SLOTS = 8
+# Slots per worker: a worker has at most that many attempts in hand, so one status publish
+# carries at most that many runs' `running` reports (with the outcomes of as many), and on
+# RabbitMQ a message costs about the same CPU whatever it carries. 50,000 no-op python runs,
+# 2026-12-05: on 3 nodes 8 slots ~2,000 runs/s (0.39 broker publishes a run), 16 2,219
+# (0.28), 32 3,205 (0.21), 64 3,090 (0.18); on 1 node 8 ~3,000, 32 4,743. Celery's peer gets
+# the same number of threads per worker. Prefetch is workerd's default, 4 x slots.
+WORKER_SLOTS = 32
 SESSION_TIMEOUT = 6.0
 
 

@@ -280,9 +280,14 @@ def _meaning() -> list[str]:
         "",
         "- *Raw broker round trip* is the ceiling for the cluster's first RabbitMQ node on "
         "this machine: one publish (confirmed) and one consume (acked) per message, nothing "
-        "else. A Zeitplan run costs at least two such trips (the run message, then the status "
-        "report, though reports are batched) plus PostgreSQL writes and the job itself, so "
-        "the ratio says how much of the broker's capacity one run uses.",
+        "else. A Zeitplan run travels in a pack of up to ten runs and is reported in status "
+        "bodies of several reports, so it needs less than one such message (RabbitMQ's "
+        "counters in the Details say how much), but also PostgreSQL writes and the job "
+        "itself: the ratio is runs carried per message the bare broker carries.",
+        "- *CPU* in the Details is every process's on the machine, read from /proc at both "
+        "ends of a batch and grouped by component (bench/cpu.py); *RabbitMQ's counters* are "
+        "the messages published, delivered and acknowledged over every node in the batch "
+        "(bench/broker_ops.py).",
         "- *End to end* counts runs per second from the shared fire time to the last "
         "`finished_at` in the runs table: materialisation, dispatch, execution and status "
         "reporting; job creation is excluded (done before the fire time).",
