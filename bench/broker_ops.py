@@ -70,13 +70,15 @@ def read(nodes: Iterable[Node]) -> dict[str, Ops]:
 
 
 def summary(before: Mapping[str, Ops], after: Mapping[str, Ops], runs: int
-            ) -> dict[str, Any]:
-    """Operations over the window, in all and per run, from the nodes read both times."""
-    total = Ops()
-    for name in after.keys() & before.keys():
-        total += after[name] - before[name]
+            ) -> dict[str, Any] | None:
+    """Operations over the window, in all and per run, from the nodes read both times
+    (None when no node was)."""
+    names = after.keys() & before.keys()
+    if not names:
+        return None
+    total = sum((after[name] - before[name] for name in names), Ops())
     counts = {kind: getattr(total, kind) for kind in KINDS}
-    return {"nodes": len(after.keys() & before.keys()), "runs": runs, "total": counts,
+    return {"nodes": len(names), "runs": runs, "total": counts,
             "per_run": {kind: round(n / runs, 3) if runs else 0.0
                         for kind, n in counts.items()}}
 
@@ -105,6 +107,5 @@ class OpsWindow:
         self.after = read(self.nodes)
 
     def summary(self, runs: int) -> dict[str, Any] | None:
-        """The window's figures for `runs` runs; None when no node answered both times."""
-        return summary(self.before, self.after, runs) if self.after.keys() & self.before.keys() \
-            else None
+        """The window's figures for `runs` runs (see :func:`summary`)."""
+        return summary(self.before, self.after, runs)
