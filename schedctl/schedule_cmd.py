@@ -91,7 +91,9 @@ def preview(
     """Print the next fire times of EXPR, in the local time of --tz.
 
     EXPR is one of: a cron expression with 5 fields (minute hour day-of-month month
-    day-of-week) or 6 with SECONDS FIRST, or a macro such as @daily; an interval
+    day-of-week) or 6 with SECONDS FIRST, or a macro such as @daily (day-of-month also
+    takes L, the last day, LW, the last weekday, and 15W, the weekday nearest the 15th;
+    day-of-week takes 5L, the last Friday, and 5#3, the third Friday); an interval
     ("every 5 minutes", "every 30s", PT1H30M), anchored at --from; an ISO 8601 time
     for a one-off run; or "now". Quote EXPR when it contains spaces or '*'.
 
@@ -100,6 +102,7 @@ def preview(
       schedctl schedule preview '*/15 9-17 * * MON-FRI' --tz Europe/Berlin
       schedctl schedule preview '30 2 * * *' --tz America/New_York --from 2026-03-07 -n 3
       schedctl schedule preview '*/10 * * * * *' -n 5    # every 10 s: seconds come first
+      schedctl schedule preview '0 9 LW * *'              # 09:00 on each month's last weekday
       schedctl schedule preview 'every 90 minutes' -o json
       schedctl schedule preview 2026-12-01T09:30:00 --tz Europe/Berlin
     """

@@ -8,10 +8,17 @@ Syntax, as Debian's cron reads it:
   a range with equal ends is that one value (`23-23` is 23 only, `5-5/10` is 5 only).
 - Month names JAN-DEC and day names SUN-SAT in any case; day-of-week 0 and 7 are Sunday.
 - Macros @yearly @annually @monthly @weekly @daily @midnight @hourly.
-- Day rule: when both day-of-month and day-of-week are restricted (neither starts with
-  `*`) a day matches if EITHER matches; otherwise both must match.
-- An expression that can never fire (`0 0 30 2 *`) is rejected when parsed. Any other
-  one fires in every 400-year Gregorian cycle, which bounds every search.
+- Quartz day forms (`common.schedule.cron_days`): day-of-month `L` (last day), `LW` (last
+  weekday), `15W` (the weekday nearest the 15th, never in another month; no fire in a
+  month without that day); day-of-week `5L` (last Friday), `5#3` (third Friday; `#5`
+  does not fire in a month with four). They are list items of their own: `L,15` and
+  `1#1,5L` work, ranges and steps of them do not.
+- Day rule (Debian's, as cronsim): when both day-of-month and day-of-week are restricted
+  (neither starts with `*`) a day matches if EITHER matches; otherwise both must match.
+  So `0 9 L * 5` fires on the last day and on every Friday, `0 9 */2 * 5L` on the last
+  Friday when it falls on an odd day.
+- An expression that can never fire (`0 0 30 2 *`, `0 0 LW * */6`) is rejected when
+  parsed. Any other one fires in every 400-year Gregorian cycle, which bounds every search.
 
 Time zones and DST (`DstPolicy`): a local time skipped by a spring-forward gap fires once
 at the instant the gap ends ("shift", the default; several matches in one gap, and a

@@ -7,22 +7,16 @@ Syntax and meaning follow crontab(5) as Debian's cron implements it; see
 from __future__ import annotations
 
 from bisect import bisect_left
+from calendar import isleap
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from common.errors import ScheduleError
 from common.schedule.base import LAST_YEAR, ONE_SECOND
+from common.schedule.cron_days import DayOfMonth, DayOfWeek, parse_day_of_month, parse_day_of_week
+from common.schedule.cron_items import FieldReader
 
-FIELD_NAMES = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
-_BOUNDS = ((0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-_NAMES = {
-    4: {name: i for i, name in enumerate(_MONTH_NAMES, 1)},
-    5: {name: i for i, name in enumerate(_DAY_NAMES)},
-}
-_NAME_HINTS = {4: " or month name (JAN-DEC)", 5: " or day name (SUN-SAT)"}
-_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_LENGTHS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _FIVE = "minute hour day-of-month month day-of-week"
 # A Gregorian calendar repeats every 400 years, so a search this long finds any match.
 _SEARCH_YEARS = 401
@@ -40,22 +34,27 @@ MACROS = {
 
 @dataclass(frozen=True)
 class CronFields:
-    """The parsed fields of a cron expression, as sorted value tuples (0 = Sunday)."""
+    """The parsed fields of a cron expression: times as sorted value tuples, the days."""
 
     seconds: tuple[int, ...]
     minutes: tuple[int, ...]
     hours: tuple[int, ...]
-    days: frozenset[int]
+    days: DayOfMonth
     months: frozenset[int]
-    weekdays: frozenset[int]
+    weekdays: DayOfWeek
     day_or: bool  # both day fields restricted: a day matches when either field matches
 
     def day_matches(self, day: date) -> bool:
         """Whether `day` matches the month and day fields (the crontab(5) day rule)."""
         if day.month not in self.months:
             return False
-        dom = day.day in self.days
-        dow = (day.weekday() + 1) % 7 in self.weekdays  # Python's Monday 0 -> cron's 1
+        # Python's Monday 0 -> cron's 1.
+        return self.day_rule(day.day, _month_length(day), (day.weekday() + 1) % 7)
+
+    def day_rule(self, day: int, length: int, weekday: int) -> bool:
+        """Whether `day` of a month of `length` days, on `weekday` (0 = Sunday), matches."""
+        dom = self.days.matches(day, length, weekday)
+        dow = self.weekdays.matches(day, length, weekday)
         return (dom or dow) if self.day_or else (dom and dow)
 
     def next_match(self, wall: datetime) -> datetime | None:
@@ -132,70 +131,41 @@ def parse_cron_fields(expr: str) -> tuple[str, CronFields]:
         )
     if len(parts) == 5:
         parts = ["0", *parts]
-    sets = [_parse_field(expr, i, part) for i, part in enumerate(parts)]
+    field = [FieldReader(expr, i, part) for i, part in enumerate(parts)]
+    day_or = not parts[3].startswith("*") and not parts[5].startswith("*")
     fields = CronFields(
-        seconds=tuple(sorted(sets[0])),
-        minutes=tuple(sorted(sets[1])),
-        hours=tuple(sorted(sets[2])),
-        days=frozenset(sets[3]),
-        months=frozenset(sets[4]),
-        weekdays=frozenset(v % 7 for v in sets[5]),
-        day_or=not parts[3].startswith("*") and not parts[5].startswith("*"),
+        seconds=tuple(sorted(field[0].values())),
+        minutes=tuple(sorted(field[1].values())),
+        hours=tuple(sorted(field[2].values())),
+        days=parse_day_of_month(field[3]),
+        months=frozenset(field[4].values()),
+        weekdays=parse_day_of_week(field[5]),
+        day_or=day_or,
     )
-    if not fields.day_or and not any(d <= _LONGEST_MONTH[m] for m in sets[4] for d in sets[3]):
+    if not _can_fire(fields):
         raise ScheduleError(
             f"cron expression {expr!r} can never fire: no month in month field {parts[4]!r}"
-            f" has a day in day-of-month field {parts[3]!r}"
+            f" has a day that matches day-of-month field {parts[3]!r}"
+            f" {'or' if day_or else 'and'} day-of-week field {parts[5]!r}"
         )
     return text, fields
 
 
-def _parse_field(expr: str, index: int, text: str) -> set[int]:
-    low, high = _BOUNDS[index]
+def _can_fire(fields: CronFields) -> bool:
+    """Whether a month of the month field has a matching day. Whether a day matches depends
+    on its month, the month's length and the weekday of its 1st, and every such month shape
+    occurs in each 400-year Gregorian cycle, so this tells whether the fields ever fire."""
+    for month in fields.months:
+        for length in (28, 29) if month == 2 else (_MONTH_LENGTHS[month],):
+            for first in range(7):
+                for day in range(1, length + 1):
+                    if fields.day_rule(day, length, (first + day - 1) % 7):
+                        return True
+    return False
 
-    def fail(problem: str) -> ScheduleError:
-        field = FIELD_NAMES[index]
-        return ScheduleError(f"cron expression {expr!r}: {field} field {text!r}: {problem}")
 
-    def value(token: str) -> int:
-        named = _NAMES.get(index, {}).get(token.upper())
-        if named is not None:
-            return named
-        if not token.isascii() or not token.isdigit():
-            raise fail(f"{token!r} is not a number{_NAME_HINTS.get(index, '')}")
-        number = int(token)
-        if not low <= number <= high:
-            raise fail(f"{number} is out of range {low}-{high}")
-        return number
-
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise fail("empty list item")
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            span = high - low + 1
-            if not step_text.isascii() or not step_text.isdigit():
-                raise fail(f"step {step_text!r} is not a number")
-            step = int(step_text)
-            if not 1 <= step <= span:
-                raise fail(f"step {step} is out of range 1-{span}")
-        if base == "*":
-            first, last = low, high
-        elif "-" in base:
-            start_text, _, end_text = base.partition("-")
-            if "-" in end_text or not start_text or not end_text:
-                raise fail(f"{base!r} is not a range like 1-5")
-            first, last = value(start_text), value(end_text)
-            if first > last:
-                raise fail(f"range {base} runs backwards; list both parts instead")
-        else:
-            # "5/10" means 5-max/10; a bare value without a step is just that value.
-            first = value(base)
-            last = high if slash else first
-        values.update(range(first, last + 1, step))
-    return values
+def _month_length(day: date) -> int:
+    return 29 if day.month == 2 and isleap(day.year) else _MONTH_LENGTHS[day.month]
 
 
 def _ceil_second(wall: datetime) -> datetime:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from common.errors import ScheduleError
 from common.schedule import DstPolicy, fire_times, parse_cron, parse_schedule
+from common.schedule.cron_days import DayOfMonth, DayOfWeek
 from common.schedule.cron_fields import parse_cron_fields
 
 
@@ -74,11 +75,23 @@ def test_cron_fires_follow_crontab5(expr: str, start: str, expected: list[str]) 
         ("23-23 * * * *", "minutes", (23,)),
         ("*/25 * * * *", "minutes", (0, 25, 50)),
         ("50/5 * * * *", "minutes", (50, 55)),
-        ("0 0 * * */2", "weekdays", frozenset({0, 2, 4, 6})),
-        ("0 0 * * 1-7/2", "weekdays", frozenset({1, 3, 5, 0})),
-        ("0 0 * * SUN,7,0", "weekdays", frozenset({0})),
+        ("0 0 * * */2", "weekdays", DayOfWeek(frozenset({0, 2, 4, 6}))),
+        ("0 0 * * 1-7/2", "weekdays", DayOfWeek(frozenset({1, 3, 5, 0}))),
+        ("0 0 * * SUN,7,0", "weekdays", DayOfWeek(frozenset({0}))),
+        (
+            "0 0 * * 5L,fri#3,7#1,1",
+            "weekdays",
+            DayOfWeek(frozenset({1}), last=frozenset({5}), nth=frozenset({(5, 3), (0, 1)})),
+        ),
         ("0 0 * feb-apr,DEC *", "months", frozenset({2, 3, 4, 12})),
-        ("0 0 1-3,10-12 * *", "days", frozenset({1, 2, 3, 10, 11, 12})),
+        ("0 0 1-3,10-12 * *", "days", DayOfMonth(frozenset({1, 2, 3, 10, 11, 12}))),
+        (
+            "0 0 1,L,lw,15W,1w * *",
+            "days",
+            DayOfMonth(
+                frozenset({1}), last=True, last_weekday=True, nearest_weekday=frozenset({1, 15})
+            ),
+        ),
     ],
 )
 def test_cron_fields_parse_to_the_documented_value_sets(
@@ -150,7 +163,9 @@ def test_searches_end_before_the_calendar_does() -> None:
 # --- properties -------------------------------------------------------------------------
 
 
-def _field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+def _field(
+    low: int, high: int, names: tuple[str, ...] = (), special: st.SearchStrategy[str] | None = None
+) -> st.SearchStrategy[str]:
     span = high - low + 1
     number = st.integers(low, high)
     token = number.map(str)
@@ -175,6 +190,8 @@ def _field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrateg
         ),
         st.tuples(number, st.integers(1, span)).map(lambda t: f"{t[0]}/{t[1]}"),
     )
+    if special is not None:
+        item = st.one_of(item, special)
     return st.lists(item, min_size=1, max_size=3).map(",".join)
 
 
@@ -182,8 +199,15 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 
-_FIELDS = (_field(0, 59), _field(0, 59), _field(0, 23), _field(1, 31), _field(1, 12, _MONTHS),
-           _field(0, 7, _DAYS))  # fmt: skip
+# The Quartz day forms cronsim reads: L and LW; the last and the nth weekday (not nW).
+_LAST_DAYS = st.sampled_from(["L", "LW", "l", "lw"])
+_WEEKDAY = st.one_of(st.integers(0, 7).map(str), st.sampled_from(_DAYS))
+_WEEKDAY_FORMS = st.one_of(
+    _WEEKDAY.filter(str.isdigit).map(lambda d: f"{d}L"),
+    st.tuples(_WEEKDAY, st.integers(1, 5)).map(lambda t: f"{t[0]}#{t[1]}"),
+)
+_FIELDS = (_field(0, 59), _field(0, 59), _field(0, 23), _field(1, 31, special=_LAST_DAYS),
+           _field(1, 12, _MONTHS), _field(0, 7, _DAYS, special=_WEEKDAY_FORMS))  # fmt: skip
 
 
 @st.composite

@@ -59,6 +59,23 @@ def test_preview_reads_seconds_first_in_six_fields() -> None:
     ]
 
 
+def test_preview_shows_the_quartz_day_forms() -> None:
+    last_weekday = preview("0 9 LW * *", "--from", "2026-01-01T00:00Z", "-n", "3")
+    assert last_weekday.stdout.splitlines() == [
+        "cron '0 9 LW * *' in UTC",
+        "2026-01-30T09:00:00+00:00",
+        "2026-02-27T09:00:00+00:00",
+        "2026-03-31T09:00:00+00:00",
+    ]
+    third_friday = preview(
+        "0 9 * * 5#3", "--tz", "Europe/Berlin", "--from", "2026-03-01", "-n", "2"
+    )
+    assert third_friday.stdout.splitlines()[1:] == [
+        "2026-03-20T09:00:00+01:00",
+        "2026-04-17T09:00:00+02:00",
+    ]
+
+
 def test_preview_lists_a_one_off_time_and_now_once() -> None:
     once = preview("2026-12-01T09:30:00", "--tz", "Europe/Berlin", "--from", "2026-01-01")
     assert once.stdout.splitlines() == [
@@ -82,6 +99,10 @@ def test_preview_runs_a_past_one_off_time_now_only_when_allowed() -> None:
         (["61 * * * *"], "error: cron expression '61 * * * *': minute field '61': 61 is out of"
                          " range 0-59"),
         (["* * * *"], "error: cron expression '* * * *': 4 fields given, expected 5"),
+        (["0 9 * * 5#6"], "error: cron expression '0 9 * * 5#6': day-of-week field '5#6': #6 is"
+                          " out of range 1-5"),
+        (["0 9 32W * *"], "error: cron expression '0 9 32W * *': day-of-month field '32W': 32"
+                          " is out of range 1-31"),
         (["* * * * *", "--tz", "Europe/Berln"], "error: unknown time zone 'Europe/Berln'"),
         (["every 0.5s"], "error: interval 'every 0.5s': the period must be a whole number"),
         (["P1M"], "error: interval 'P1M': years and months have no fixed length"),
@@ -105,3 +126,4 @@ def test_help_explains_the_syntax_with_examples() -> None:
     assert result.exit_code == 0
     assert "SECONDS FIRST" in result.stdout
     assert "schedctl schedule preview '*/15 9-17 * * MON-FRI' --tz Europe/Berlin" in result.stdout
+    assert "schedctl schedule preview '0 9 LW * *'" in result.stdout
