@@ -39,7 +39,9 @@ def _pairs(values: tuple[str, ...], sep: str, label: str) -> dict[str, str]:
 TARGET_OPTIONS: list[Callable[[F], F]] = [
     click.option("--shell", "shell_cmd", metavar="CMD", help="Shell job: run CMD with /bin/sh -c."),
     click.option("--argv", metavar="JSON", help='Shell job: an argv list, e.g. \'["ls", "-l"]\'.'),
-    click.option("--env", multiple=True, metavar="K=V", help="Shell job: environment (repeat)."),
+    click.option("--env", multiple=True, metavar="K=V",
+                 help="Shell job: environment variable (repeat); the job sees these, PATH, "
+                      "HOME, LANG and ZEITPLAN_* run variables, nothing of the worker's."),
     click.option("--cwd", metavar="DIR", help="Shell job: working directory."),
     click.option("--http", "http_url", metavar="URL", help="HTTP job: call URL."),
     click.option("--method", metavar="VERB", help="HTTP job: method (default GET)."),

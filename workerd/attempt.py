@@ -60,7 +60,7 @@ class AttemptRunner:
     def __init__(self, config: WorkerConfig, coord: Coordinator, outbox: Outbox,
                  job_types: dict[str, JobType], stop: threading.Event) -> None:
         self.cfg = config.worker
-        self.sql_dsns = config.sql.dsns
+        self.sql = config.sql
         self.worker = config.node.name
         self.coord = coord
         self.outbox = outbox
@@ -173,8 +173,8 @@ class AttemptRunner:
         ctx = JobContext(
             key=RunKey(message.run_id, message.job_id, message.scheduled_for, message.attempt),
             payload=message.payload, timeout=message.timeout_s, cancel=cancel, emit=emit,
-            sql_dsns=self.sql_dsns, kill_grace=self.cfg.kill_grace,
-            output_limit=self.cfg.output_limit)
+            sql_dsns=self.sql.dsns_for(message.pool), kill_grace=self.cfg.kill_grace,
+            output_limit=self.cfg.output_limit, pool=message.pool)
         try:
             return job_type.run(ctx)
         except Exception as exc:  # noqa: BLE001 - a job type's bug fails the attempt only

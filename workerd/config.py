@@ -1,5 +1,5 @@
 """workerd's configuration (see configs/workerd.toml). Workers hold no database credentials
-of Zeitplan's own: only the DSNs their SQL jobs may use, by name."""
+of Zeitplan's own: only the DSNs their SQL jobs may use, by name, and per pool which."""
 
 from __future__ import annotations
 
@@ -50,9 +50,28 @@ class WorkerSection:
 
 @dataclass(frozen=True)
 class SqlSection:
-    """DSNs that SQL jobs may name (``dsn_name``); never Zeitplan's own database."""
+    """DSNs that SQL jobs may name (``dsn_name``), never Zeitplan's own database, and which
+    of them the jobs of each pool may name (``pools``: pool -> comma-separated names)."""
 
     dsns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    pools: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        for pool, names in self.pools.items():
+            unknown = [name for name in _names(names) if name not in self.dsns]
+            if unknown:
+                raise ValueError(
+                    f"'sql.pools.{pool}' names {unknown[0]!r}, which 'sql.dsns' does not define"
+                )
+
+    def dsns_for(self, pool: str) -> Mapping[str, str]:
+        """The DSNs the jobs of `pool` may name: those `pools` lists for it (none if it is
+        not listed, so a DSN is only ever reachable from the pools it was given to)."""
+        return MappingProxyType({name: self.dsns[name] for name in _names(self.pools.get(pool))})
+
+
+def _names(listed: str | None) -> list[str]:
+    return [name.strip() for name in (listed or "").split(",") if name.strip()]
 
 
 @dataclass(frozen=True)

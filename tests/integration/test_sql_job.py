@@ -105,11 +105,15 @@ def test_a_change_emits_the_rows_affected_and_is_committed(dsn: str) -> None:
     assert run(dsn, "SELECT count(*) FROM t")[1] == b"count\n3\n(1 row)\n"
 
 
-def test_an_unknown_dsn_name_fails_without_connecting(dsn: str) -> None:
-    ctx = context(dsn, "SELECT 1")
-    ctx.sql_dsns = {}
+def test_a_dsn_name_its_pool_may_not_use_fails_without_connecting(dsn: str) -> None:
+    ctx = context(dsn, "SELECT 1", pool="batch")
+    ctx.sql_dsns = {"reports": dsn}
     outcome = SqlJob().run(ctx)
-    assert outcome == Outcome("failed", error="no DSN named 'main' in this worker's configuration")
+    assert outcome == Outcome(
+        "failed",
+        error="DSN name 'main' is not allowed for pool 'batch' on this worker"
+        " (its 'sql.pools' entry allows: 'reports')",
+    )
 
 
 def test_a_database_that_cannot_be_reached_fails_with_a_short_error(dsn: str) -> None:

@@ -83,22 +83,59 @@ def test_an_argv_is_run_without_a_shell() -> None:
     assert recorder.text("stdout") == b"$HOME a b\n"
 
 
-def test_the_job_sees_the_worker_env_the_payload_env_and_the_run_key() -> None:
-    command = (
-        'echo "$PATH|$GREETING|$ZEITPLAN_RUN_ID|$ZEITPLAN_JOB_ID|$ZEITPLAN_SCHEDULED_FOR'
-        '|$ZEITPLAN_ATTEMPT|$ZEITPLAN_IDEMPOTENCY_KEY"'
-    )
-    outcome, recorder = run({"command": command, "env": {"GREETING": "hi"}})
+RUN_VARIABLES = {
+    "ZEITPLAN_RUN_ID": "7",
+    "ZEITPLAN_JOB_ID": "42",
+    "ZEITPLAN_SCHEDULED_FOR": "2024-05-01T12:00:00Z",
+    "ZEITPLAN_ATTEMPT": "2",
+    "ZEITPLAN_IDEMPOTENCY_KEY": "42:2024-05-01T12:00:00Z:2",
+}
+
+
+def environment_of(payload: dict[str, Any]) -> dict[str, str]:
+    outcome, recorder = run({"argv": ["/usr/bin/env"], **payload})
     assert outcome.state == "succeeded"
-    assert recorder.text("stdout").decode().strip().split("|") == [
-        os.environ["PATH"],
-        "hi",
-        "7",
-        "42",
-        "2024-05-01T12:00:00Z",
-        "2",
-        "42:2024-05-01T12:00:00Z:2",
-    ]
+    return dict(line.split("=", 1) for line in recorder.text("stdout").decode().splitlines())
+
+
+def test_the_job_sees_path_home_lang_its_env_and_the_run_key_but_nothing_of_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a worker's own environment holds: its broker credentials and settings.
+    monkeypatch.setenv("ZEITPLAN_BROKER__URLS", "amqp://zeitplan:secret@mq1:5672/%2F")
+    monkeypatch.setenv("AMQP_URL", "amqp://zeitplan:secret@mq1:5672/%2F")
+    monkeypatch.setenv("PGPASSWORD", "secret")
+    monkeypatch.setenv("HOME", "/home/worker")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    assert environment_of({"env": {"GREETING": "hi"}}) == {
+        "PATH": os.environ["PATH"],
+        "HOME": "/home/worker",
+        "LANG": "de_DE.UTF-8",
+        "GREETING": "hi",
+        **RUN_VARIABLES,
+    }
+
+
+def test_the_job_env_may_set_path_home_lang_but_not_the_run_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    own = {"PATH": "/opt/tool/bin:/usr/bin:/bin", "LANG": "C", "ZEITPLAN_RUN_ID": "999"}
+    monkeypatch.delenv("HOME", raising=False)
+    assert environment_of({"env": own}) == {
+        "PATH": "/opt/tool/bin:/usr/bin:/bin",
+        "HOME": "/",
+        "LANG": "C",
+        **RUN_VARIABLES,
+    }
+
+
+def test_a_worker_without_path_or_lang_gives_its_jobs_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PATH", raising=False)
+    monkeypatch.delenv("LANG", raising=False)
+    env = environment_of({})
+    assert (env["PATH"], env["LANG"]) == ("/usr/local/bin:/usr/bin:/bin", "C.UTF-8")
 
 
 def test_the_job_runs_in_its_cwd(tmp_path: Path) -> None:

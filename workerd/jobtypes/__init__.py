@@ -70,9 +70,10 @@ class JobContext:
     timeout: float | None
     cancel: threading.Event
     emit: Callable[[str, bytes], None]
-    sql_dsns: Mapping[str, str]
+    sql_dsns: Mapping[str, str]  # the DSNs this job's pool may name (`sql.pools`)
     kill_grace: float = 5.0
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    pool: str = "default"
 
 
 class JobType(Protocol):

@@ -1,5 +1,10 @@
 """The shell job type: a command (run by /bin/sh -c) or an argv, in its own process group.
 
+A job gets a clean environment, never the worker's own (which holds the broker's
+credentials and the worker's settings): PATH, HOME and LANG (the worker's values, or
+defaults), the job's `env`, then the run's `ZEITPLAN_*` variables, which the job's `env`
+cannot override.
+
 The whole group is the job: on a cancel or a timeout it gets SIGTERM, and whatever is
 left once the main process exits (or after `kill_grace`) gets SIGKILL. A background
 process that still holds the output pipes after the main process exits is killed too,
@@ -32,6 +37,9 @@ from workerd.jobtypes import (
 )
 from workerd.output import FLUSH_INTERVAL, MAX_CHUNK, CappedOutput
 
+# The only variables a job takes from the worker's environment, with defaults for a
+# worker started without them.
+INHERITED = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
 READER_GRACE = 0.5  # seconds the readers get to reach end of output once the job exits
 _FIRST_POLL = 0.001  # short jobs are noticed quickly; the poll interval doubles up to POLL_INTERVAL
 
@@ -77,7 +85,7 @@ class ShellJob:
 
 
 def _environment(key: RunKey, extra: Mapping[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {name: os.environ.get(name) or default for name, default in INHERITED.items()}
     env.update(extra)
     env.update(
         ZEITPLAN_RUN_ID=str(key.run_id),

@@ -1,8 +1,10 @@
 """The sql job type: one statement (or a script) on a PostgreSQL the worker's config names.
 
 The payload carries only a DSN name; the DSN, with its credentials, stays in the worker's
-configuration. A watcher thread cancels the statement on the server when the run is
-cancelled or times out; statement_timeout backs it up on the server side.
+configuration, and a job may name only the DSNs its pool is given there (`sql.pools`);
+any other name fails the attempt without connecting. A watcher thread cancels the
+statement on the server when the run is cancelled or times out; statement_timeout backs it
+up on the server side.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _FETCH_BATCH = 500
 
 
 class SqlJob:
-    """Runs sql payloads: {"dsn_name": name in the worker's sql_dsns, "statement": str}."""
+    """Runs sql payloads: {"dsn_name": a name the job's pool may use, "statement": str}."""
 
     def run(self, ctx: JobContext) -> Outcome:
         """Execute the statement with autocommit; emit the rows or the rows affected on stdout."""
@@ -40,7 +42,12 @@ class SqlJob:
         name = payload["dsn_name"]
         dsn = ctx.sql_dsns.get(name)
         if dsn is None:
-            return Outcome("failed", error=f"no DSN named {name!r} in this worker's configuration")
+            allowed = ", ".join(repr(n) for n in sorted(ctx.sql_dsns)) or "none"
+            return Outcome(
+                "failed",
+                error=f"DSN name {name!r} is not allowed for pool {ctx.pool!r} on this worker"
+                f" (its 'sql.pools' entry allows: {allowed})",
+            )
         deadline = Deadline(ctx.timeout)
         reason = stop_reason(ctx, deadline)
         if reason is not None:
