@@ -1,7 +1,8 @@
 """Cron expression parsing and matching against local wall-clock times (no zones here).
 
-Syntax and meaning follow crontab(5) as Debian's cron implements it; see
-`common.schedule.cron` for the summary. Everything here works on naive wall times.
+Syntax and meaning follow crontab(5) as Debian's cron implements it, plus Quartz's day
+forms (`cron_days`); see `common.schedule.cron` for the summary. Everything here works on
+naive wall times.
 """
 
 from __future__ import annotations
