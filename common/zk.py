@@ -10,12 +10,19 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import ConnectionLoss, KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import (
+    BadVersionError,
+    ConnectionLoss,
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.interfaces import IAsyncResult
 from kazoo.retry import KazooRetry
@@ -48,6 +55,13 @@ class Coordinator:
         self._last_ok = 0.0
         self._members: dict[str, bytes] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._locks: dict[str, tuple[str, int | None]] = {}  # name -> (token, session)
+        self._locks_guard = threading.Lock()
+        self._risk_listeners: list[Callable[[], None]] = []
+        self._cut = 0  # counts session changes: a lock-risk timer fires only if unchanged
+        # The session the locks belong to, kept while disconnected (kazoo's client_id is
+        # None then), None once it is lost.
+        self._session: int | None = None
 
     # -- session -----------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
@@ -76,6 +90,7 @@ class Coordinator:
 
     def _on_state(self, state: str) -> None:
         if state == KazooState.CONNECTED:
+            self._session = self.session_id
             self._connected.set()
             self._last_ok = time.monotonic()
             if self._lost.is_set():
@@ -88,6 +103,8 @@ class Coordinator:
             if state == KazooState.LOST:
                 self.losses += 1
                 self._lost.set()
+                self._session = None
+        self._watch_locks(state)
         for listener in self._listeners:
             listener(str(state).lower())
 
@@ -187,39 +204,150 @@ class Coordinator:
 
     # -- overlap locks -----------------------------------------------------------------
     def try_lock(self, name: str, data: dict[str, Any]) -> bool:
-        """Take the ephemeral lock `name`; False when someone holds it."""
-        with _translate(f"take lock {name}"):
+        """Take the ephemeral lock `name` with `data`; False when another holds it (another
+        session, or another attempt of this process).
+
+        A node this session owns that no attempt here holds is this process's own: left by
+        a create that ZooKeeper applied although its reply was lost with the connection
+        (CoordinationError here, and a delete of it is sent at once). It is taken over,
+        not mistaken for someone else's lock."""
+        path = f"{self.root}/locks/{name}"
+        token = uuid.uuid4().hex
+        value = json.dumps({**data, "token": token}).encode()
+        with self._locks_guard:
+            if name in self._locks:
+                return False
+            self._locks[name] = (token, self._session)
+        taken = False
+        try:
+            with _translate(f"take lock {name}"):
+                taken = self._create_or_claim(path, value)
+        except CoordinationError:
+            self._delete_own(path, token, self._session)  # in case it was applied after all
+            raise
+        finally:
+            with self._locks_guard:
+                if taken:  # the session the node belongs to (a reconnect may have changed it)
+                    self._locks[name] = (token, self._session)
+                else:
+                    self._locks.pop(name, None)
+        return taken
+
+    def _create_or_claim(self, path: str, value: bytes) -> bool:
+        for _ in range(3):  # a release of our own node may race with taking it over
             try:
-                self._client.create(f"{self.root}/locks/{name}", json.dumps(data).encode(),
-                                    ephemeral=True)
+                self._client.create(path, value, ephemeral=True)
                 return True
             except NodeExistsError:
-                return False
+                pass
+            try:
+                _, stat = self._client.get(path)
+                if stat.ephemeralOwner != self._session:
+                    return False
+                self._client.set(path, value, version=stat.version)
+                return True
+            except (NoNodeError, BadVersionError):
+                continue
+        return False
 
-    def release(self, name: str) -> None:
-        """Release the lock `name` if this session holds it, without waiting: ZooKeeper
-        applies the delete in order with this session's later requests (so a lock taken
-        again here comes after it), as soon as the connection allows; a delete whose reply
-        a broken connection lost is sent again; the node goes with the session anyway."""
-        path = f"{self.root}/locks/{name}"
-        session = self.session_id
+    def release(self, name: str) -> threading.Event:
+        """Release the lock `name` taken here, without waiting: the node is deleted only
+        while it is still this session's and carries this holder's token (after a session
+        expired, the node at that path may be another worker's); a request a broken
+        connection lost is sent again; the node goes with the session anyway. The event
+        returned is set once the release is settled (deleted, or nothing of ours left)."""
+        with self._locks_guard:
+            held = self._locks.pop(name, None)
+        if held is None:
+            settled = threading.Event()
+            settled.set()
+            return settled
+        return self._delete_own(f"{self.root}/locks/{name}", *held)
+
+    def _delete_own(self, path: str, token: str, session: int | None) -> threading.Event:
+        settled = threading.Event()
         tries = 0
 
-        def settled(result: IAsyncResult) -> None:
+        def again(result: IAsyncResult) -> None:
             nonlocal tries
             if isinstance(result.exception, ConnectionLoss) and tries < RELEASE_TRIES \
-                    and self.session_id == session:
+                    and self._session == session:
                 tries += 1
-                self._client.delete_async(path).rawlink(settled)
-        self._client.delete_async(path).rawlink(settled)
+                read()
+            else:
+                settled.set()
+
+        def read() -> None:
+            self._client.get_async(path).rawlink(delete)
+
+        def delete(result: IAsyncResult) -> None:
+            if not result.successful():
+                again(result)
+                return
+            found, stat = result.value
+            # The session is compared once more when the delete is sent: after an
+            # expiry kazoo would send it on the next session, which owns nothing here.
+            if stat.ephemeralOwner == session == self._session \
+                    and json.loads(found or b"{}").get("token") == token:
+                self._client.delete_async(path, version=stat.version).rawlink(again)
+            else:
+                settled.set()
+        if session is not None and self._session == session:
+            read()
+        else:
+            settled.set()
+        return settled
+
+    def on_lock_risk(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (on a helper thread) when the locks taken here may be lost:
+        the session expired, or the connection has been down `lock_grace` seconds.
+
+        kazoo declares a silent connection down (SUSPENDED) at most 2/3 T (T: the session
+        timeout) after the last request the server received, and the server expires the
+        session no sooner than T after it; the listener runs `lock_grace` (T/8) after
+        SUSPENDED unless the session came back, so what runs under the locks has another
+        T/8 to stop and T/12 remain before another session can take them. The bound
+        assumes the negotiated timeout is T (ZooKeeper keeps it within 2 and 20 ticks)."""
+        self._risk_listeners.append(listener)
+
+    @property
+    def lock_grace(self) -> float:
+        """Seconds the work under a lock at risk has to stop (see :meth:`on_lock_risk`)."""
+        return self.session_timeout / 8
+
+    def holds(self, name: str) -> bool:
+        """Whether lock `name` was taken here and its session is the current one, connected."""
+        with self._locks_guard:
+            held = self._locks.get(name)
+        return held is not None and self._connected.is_set() and self._session == held[1]
+
+    def _watch_locks(self, state: str) -> None:
+        """On a session change: arm, disarm or fire the lock-risk listeners."""
+        with self._locks_guard:
+            self._cut += state != KazooState.SUSPENDED  # disarms an armed timer
+            cut = self._cut
+        if state == KazooState.SUSPENDED:
+            timer = threading.Timer(self.lock_grace, self._lock_risk, (cut,))
+            timer.daemon = True
+            timer.start()
+        elif state == KazooState.LOST:  # whatever comes next: the locks are gone
+            self._client.handler.spawn(self._lock_risk, None)
+
+    def _lock_risk(self, cut: int | None) -> None:
+        with self._locks_guard:
+            if cut is not None and cut != self._cut:  # the session came back in time
+                return
+        for listener in self._risk_listeners:
+            listener()
 
     def holder(self, name: str) -> dict[str, Any] | None:
-        """The data of the holder of lock `name`, or None when free."""
+        """The data the holder of lock `name` took it with, or None when free."""
         found = self._bounded(self._client.get_async(f"{self.root}/locks/{name}"),
                               f"read lock {name}", missing_ok=True)
         if found is None:
             return None
         result: dict[str, Any] = json.loads(found[0] or b"{}")
+        result.pop("token", None)
         return result
 
     def wait_free(self, name: str, timeout: float, stop: threading.Event) -> bool:

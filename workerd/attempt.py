@@ -3,10 +3,16 @@
 Every outcome is reported on the status queue before the run message is acknowledged
 (the Outbox keeps that order). Failures retry through the retry exchange with the job's
 exponential backoff; the last failure dead-letters the message.
+
+Under a `forbid`/`queue_one`/`replace` lock an attempt runs only while the lock is safe:
+when the ZooKeeper session may be lost (``Coordinator.on_lock_risk``) every attempt under
+a lock is stopped within the coordinator's `lock_grace` and fails, and the lock is kept
+until the job's own thread has ended, even when a plug-in outlives its attempt.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -31,13 +37,15 @@ from workerd import metrics
 from workerd.config import WorkerConfig
 from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
 from workerd.outbox import Confirmation, Outbox, Publish, Report
-from workerd.overlap import admit
+from workerd.overlap import WAIT_LIMIT, admit, lock_name
 from workerd.receipt import RETURNED, Receipt
 
 log = structlog.get_logger()
 S = RunState
 CONFIRM_TIMEOUT = 60.0  # seconds to wait for the `running` report's confirm
 HOLD_LIMIT = 1.0  # seconds: a run due later than this goes to a retry tier, sooner is held
+EXIT_UNLOCKED = 75  # the exit status when a call that ignores its cancel would run unlocked
+FENCED = "stopped: its job's lock was at risk (the ZooKeeper session lost or cut off)"
 
 
 def utcnow() -> datetime:
@@ -52,6 +60,8 @@ class Slot:
     message: RunMessage
     cancel: threading.Event
     requeue: bool = False  # the worker is stopping: give the message back, report nothing
+    fenced: bool = False  # stopped because its job's lock may be lost
+    context: JobContext | None = None  # once executing
 
 
 class AttemptRunner:
@@ -66,6 +76,9 @@ class AttemptRunner:
         self.outbox = outbox
         self.job_types = job_types
         self.stop = stop
+        self._guard = threading.Lock()
+        self._locked: dict[int, Slot] = {}  # id(slot) -> slot, attempts under a lock
+        self._kept: set[str] = set()  # locks kept for a job thread that outlived its attempt
 
     def starts_plainly(self, delivery: Delivery, message: RunMessage, cancelled: bool) -> bool:
         """True when an attempt needs no decision before it starts, so it may be reported
@@ -107,12 +120,15 @@ class AttemptRunner:
         admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
                           self.cfg.kill_grace)
         if admission.duplicate:
-            log.info("duplicate_delivery", run_id=message.run_id, attempt=message.attempt)
-            self.outbox.put(*receipt.done())
+            self._after_original(receipt)
             return
         if not admission.admitted:
             self._final(message, S.SKIPPED, receipt, reason=admission.reason)
             return
+        outcome: Outcome | None = None
+        if admission.lock:
+            with self._guard:
+                self._locked[id(slot)] = slot
         try:
             started = utcnow()
             confirmation = Confirmation()
@@ -121,10 +137,73 @@ class AttemptRunner:
                 self.abandon(receipt)
                 return
             outcome = self._run(message, slot, started)
+            if slot.fenced and outcome.state == "cancelled":
+                outcome = replace(outcome, state="failed", error=FENCED)
+            self._close(receipt, slot, outcome, started)
         finally:
-            if admission.lock:  # without waiting: the outcome must not wait for ZooKeeper
-                self.coord.release(admission.lock)
-        self._close(receipt, slot, outcome, started)
+            if admission.lock:
+                self._unlock(admission.lock, slot, outcome)
+
+    def _after_original(self, receipt: Receipt) -> None:
+        """A second copy of an attempt that runs under its job's lock (the leader re-sent
+        a publish whose confirm was lost): once that attempt lets go of the lock, report
+        the copy to the schedulers like a redelivery (the database tells them whether the
+        attempt started: a lock left by a create that was never run is no proof), and only
+        then acknowledge it."""
+        message = receipt.message
+        log.info("duplicate_delivery", run_id=message.run_id, attempt=message.attempt)
+        if not self.coord.wait_free(lock_name(message.job_id), WAIT_LIMIT, self.stop):
+            self.outbox.put(*receipt.give_back())
+            return
+        self.outbox.put(Report(RedeliveredMessage(
+            message.run_id, message.attempt, self.worker, utcnow(), message.dispatch)),
+            *receipt.done())
+
+    def _unlock(self, name: str, slot: Slot, outcome: Outcome | None) -> None:
+        """Release a lock once nothing runs under it: at once (without waiting, so the
+        outcome does not wait for ZooKeeper), or when a job thread that outlived its
+        attempt ends."""
+        with self._guard:
+            self._locked.pop(id(slot), None)
+            leftover = outcome.leftover if outcome is not None else None
+            if leftover is not None:
+                self._kept.add(name)
+        if leftover is None:
+            self.coord.release(name)
+            return
+        log.warning("lock_kept_for_leftover", lock=name, run_id=slot.message.run_id)
+
+        def ended() -> None:
+            with self._guard:
+                self._kept.discard(name)
+            self.coord.release(name)
+        leftover.when_ended(ended)
+
+    def fence(self) -> None:
+        """The locks may be lost (the coordinator's lock-risk listener): stop every attempt
+        under a lock within `lock_grace` (it fails, and retries); a job thread that ignores
+        its cancel cannot be stopped, so if one still runs under a lock the session no
+        longer holds, the worker exits (its service manager restarts it)."""
+        grace = self.coord.lock_grace
+        with self._guard:
+            slots = list(self._locked.values())
+        for slot in slots:
+            slot.fenced = True
+            if slot.context is not None:
+                slot.context.kill_grace = min(slot.context.kill_grace, grace)
+            slot.cancel.set()
+        log.warning("lock_at_risk", stopping=[s.message.run_id for s in slots])
+        check = threading.Timer(2 * grace, self._exit_if_unlocked)
+        check.daemon = True
+        check.start()
+
+    def _exit_if_unlocked(self) -> None:
+        with self._guard:
+            unlocked = sorted(n for n in self._kept if not self.coord.holds(n))
+        if unlocked:
+            log.critical("worker_exiting", locks=unlocked, reason="a job thread that ignores "
+                         "its cancel would run without its lock")
+            os._exit(EXIT_UNLOCKED)
 
     def running_report(self, receipt: Receipt, started: datetime,
                        confirmation: Confirmation) -> Report:
@@ -152,7 +231,7 @@ class AttemptRunner:
                 max(0.0, (started - message.scheduled_for).total_seconds()))
         if slot.cancel.is_set():  # between its `running` report and now
             return Outcome("cancelled", error="cancelled")
-        return self._execute(message, slot.cancel)
+        return self._execute(message, slot)
 
     def _close(self, receipt: Receipt, slot: Slot, outcome: Outcome, started: datetime) -> None:
         if slot.requeue and outcome.state == "cancelled":  # the worker stops: give it back
@@ -160,7 +239,7 @@ class AttemptRunner:
             return
         self._conclude(receipt, receipt.message, outcome, started)
 
-    def _execute(self, message: RunMessage, cancel: threading.Event) -> Outcome:
+    def _execute(self, message: RunMessage, slot: Slot) -> Outcome:
         job_type = self.job_types.get(message.job_type)
         if job_type is None:
             return Outcome("failed", error=f"this worker has no job type {message.job_type!r}")
@@ -172,9 +251,12 @@ class AttemptRunner:
                                               seq[stream], chunk)))
         ctx = JobContext(
             key=RunKey(message.run_id, message.job_id, message.scheduled_for, message.attempt),
-            payload=message.payload, timeout=message.timeout_s, cancel=cancel, emit=emit,
+            payload=message.payload, timeout=message.timeout_s, cancel=slot.cancel, emit=emit,
             sql_dsns=self.sql.dsns_for(message.pool), kill_grace=self.cfg.kill_grace,
             output_limit=self.cfg.output_limit, pool=message.pool)
+        slot.context = ctx
+        if slot.fenced:  # fenced while the context was made: the shorter grace applies
+            ctx.kill_grace = min(ctx.kill_grace, self.coord.lock_grace)
         try:
             return job_type.run(ctx)
         except Exception as exc:  # noqa: BLE001 - a job type's bug fails the attempt only

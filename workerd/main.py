@@ -47,6 +47,7 @@ class Worker:
         slots = config.worker.slots
         self.runner = AttemptRunner(config, self.coord, self.outbox, load_job_types(),
                                     self.life.stopping)
+        self.coord.on_lock_risk(self.runner.fence)
         self.executor = Executor(self.runner, self.outbox, slots)
         self.transport = Transport(
             AsyncBroker(config.broker.urls, heartbeat=config.broker.heartbeat,

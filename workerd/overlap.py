@@ -3,7 +3,8 @@
 ``allow`` takes no lock (no ZooKeeper write on the hot path). ``forbid`` skips a fire that
 finds the lock held. ``queue_one`` lets one fire wait for the running attempt and skips
 the others. ``replace`` cancels the running attempt and takes over. A lock disappears with
-its holder's ZooKeeper session, so a dead worker never blocks a job for good.
+its holder's ZooKeeper session, so a dead worker never blocks a job for good; a holder
+that may have lost its session stops its attempts first (``AttemptRunner.fence``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ class Admission:
     duplicate: bool = False  # this very attempt holds the lock: a second copy of its message
 
 
+def lock_name(job_id: int) -> str:
+    """The name of a job's overlap lock."""
+    return f"job-{job_id}"
+
+
 def admit(coord: Coordinator, message: RunMessage, worker: str, stop: threading.Event,
           send_cancel: Callable[[CancelMessage], None], grace: float) -> Admission:
     """Apply the message's concurrency policy; blocks while a queue_one/replace fire waits."""
     if message.concurrency == "allow":
         return Admission(True)
-    name = f"job-{message.job_id}"
+    name = lock_name(message.job_id)
     mine = {"run_id": message.run_id, "attempt": message.attempt, "worker": worker}
     if coord.try_lock(name, mine):
         return Admission(True, name)

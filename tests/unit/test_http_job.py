@@ -123,3 +123,24 @@ def test_a_big_body_is_capped(server: str) -> None:
     outcome, body = run({"url": f"{server}/big"}, output_limit=100)
     assert outcome.state == "succeeded"
     assert body == b"x" * 100 + b"\n[zeitplan: output truncated after 100 bytes]\n"
+
+
+def test_requests_left_running_are_capped_and_hand_their_end_to_the_attempt(
+        server: str) -> None:
+    job = HttpJob(stray_limit=1)
+
+    def call(path: str, cancel_after: float | None = None) -> Outcome:
+        ctx = JobContext(KEY, {"url": f"{server}{path}"}, None, threading.Event(),
+                         lambda s, c: None, {})
+        if cancel_after is not None:
+            threading.Timer(cancel_after, ctx.cancel.set).start()
+        return job.run(ctx)
+    first = call("/slow", cancel_after=0.1)  # the server answers (closes) 2 s later
+    assert first.state == "cancelled" and first.leftover is not None
+    refused = call("/hello")
+    assert refused.state == "failed" and refused.error is not None
+    assert refused.error.startswith("refused: 1 HTTP requests abandoned")
+    ended = threading.Event()
+    first.leftover.when_ended(ended.set)
+    assert ended.wait(5)
+    assert call("/hello") == Outcome("succeeded")

@@ -193,3 +193,18 @@ def test_helper_threads_are_reused_and_a_hung_call_does_not_hold_up_the_next() -
     helpers.run(after.set)
     assert after.wait(2)  # started on a new thread meanwhile
     hang.set()
+
+
+def test_plug_ins_left_running_are_capped_and_hand_their_end_to_the_attempt() -> None:
+    job = PythonPluginJob(stray_limit=1)
+    first = job.run(context({"entry_point": "test.stubborn"}, timeout=0.1, kill_grace=0.1))
+    assert first.state == "timed_out" and first.leftover is not None
+    refused = job.run(context({"entry_point": "test.sleep_echo", "args": {}}))
+    assert refused.state == "failed" and refused.error is not None
+    assert refused.error.startswith("refused: 1 python plug-in calls that ignored their "
+                                    "cancel left running")
+    ended = threading.Event()
+    first.leftover.when_ended(ended.set)  # the attempt keeps its lock until this
+    assert ended.wait(5)
+    assert job.run(context({"entry_point": "test.sleep_echo", "args": {}})) \
+        == Outcome("succeeded")

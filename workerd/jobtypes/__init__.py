@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from common.errors import InvalidInput
 from common.jobspec import validate_payload
+from workerd.jobtypes.strays import Stray
 from workerd.output import DEFAULT_OUTPUT_LIMIT
 
 POLL_INTERVAL = 0.05  # seconds between checks for a cancel or a deadline
@@ -50,11 +51,13 @@ class RunKey:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended; `error` is short human text such as "exit status 3"."""
+    """How an attempt ended; `error` is short human text such as "exit status 3";
+    `leftover` is the job's helper thread when it is still running (see strays.py)."""
 
     state: State
     exit_code: int | None = None
     error: str | None = None
+    leftover: Stray | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The http job type: one request with urllib, judged by its status code.
 
 The request runs on a helper thread so that a cancel or the timeout returns at once; the
-socket timeout (the time left) makes the abandoned thread end on its own.
+socket timeout (the time left) makes the abandoned thread end on its own. Until it does,
+the Outcome carries it (`leftover`: the attempt keeps its job's lock), and at
+`STRAY_LIMIT` such requests the worker refuses http attempts with a failed outcome.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from common.jobspec import describe_statuses
@@ -21,6 +23,7 @@ from workerd.jobtypes import (
     stopped,
     wait_until_done,
 )
+from workerd.jobtypes.strays import STRAY_LIMIT, Stray, Strays
 from workerd.output import CappedOutput
 
 USER_AGENT = "zeitplan-worker"
@@ -36,6 +39,9 @@ class _Response:
 class HttpJob:
     """Runs http payloads: url, method, headers, body and the expected statuses."""
 
+    def __init__(self, stray_limit: int = STRAY_LIMIT) -> None:
+        self._strays = Strays("HTTP requests abandoned on a cancel or timeout", stray_limit)
+
     def run(self, ctx: JobContext) -> Outcome:
         """Send the request with an Idempotency-Key header; emit the (capped) body on stdout."""
         payload = checked_payload("http", ctx)
@@ -43,17 +49,21 @@ class HttpJob:
             return payload
         deadline = Deadline(ctx.timeout)
         request = _request(payload, ctx.key.idempotency_key)
+        stray = self._strays.track()
+        if stray is None:
+            return Outcome("failed", error=self._strays.refusal())
         response = _Response()
         done = threading.Event()
         thread = threading.Thread(
             target=_send,
-            args=(request, deadline.remaining(), ctx.output_limit + 1, response, done),
+            args=(request, deadline.remaining(), ctx.output_limit + 1, response, done, stray),
             daemon=True,
         )
         thread.start()
         reason = wait_until_done(done, ctx, deadline)
         if reason is not None:
-            return stopped(reason, deadline)
+            outcome = stopped(reason, deadline)
+            return replace(outcome, leftover=stray) if stray.abandon() else outcome
         if response.error is not None:
             return _error_outcome(response.error, deadline)
         CappedOutput(ctx.emit, ctx.output_limit).write("stdout", response.body)
@@ -83,6 +93,7 @@ def _send(
     max_body: int,
     response: _Response,
     done: threading.Event,
+    stray: Stray,
 ) -> None:
     try:
         try:
@@ -96,6 +107,7 @@ def _send(
         response.error = exc
     finally:
         done.set()
+        stray.end()
 
 
 def _error_outcome(exc: BaseException, deadline: Deadline) -> Outcome:

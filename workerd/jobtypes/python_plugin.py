@@ -4,7 +4,10 @@ A plug-in is a class taking no arguments with `run(self, ctx: JobContext) -> Out
 sees the job's `args` as `ctx.payload`, and runs on a helper thread so that whatever it does
 (raise, hang, ignore its cancel) the worker carries on: on a cancel or the timeout the
 plug-in's own `ctx.cancel` is set and it gets `kill_grace` seconds to return before it is
-abandoned. Helper threads are reused (starting a thread per run cost more than a no-op run).
+abandoned: its Outcome carries the still running call (`leftover`, so the attempt keeps
+its job's lock until the call returns), and at `STRAY_LIMIT` such calls the worker refuses
+python attempts with a failed outcome saying why. Helper threads are reused (starting a
+thread per run cost more than a no-op run).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from workerd.jobtypes import (
     stopped,
     wait_until_done,
 )
+from workerd.jobtypes.strays import STRAY_LIMIT, Stray, Strays
 from workerd.latch import Latch
 from workerd.output import CappedOutput
 
@@ -37,10 +41,11 @@ PluginClass = Callable[[], JobType]
 class PythonPluginJob:
     """Runs python payloads: {"entry_point": plug-in name, "args": {...}}."""
 
-    def __init__(self) -> None:
+    def __init__(self, stray_limit: int = STRAY_LIMIT) -> None:
         # Looking entry points up reads every installed distribution: do it once per name.
         self._classes: dict[str, PluginClass] = {}
         self._helpers = HelperThreads()
+        self._strays = Strays("python plug-in calls that ignored their cancel", stray_limit)
 
     def run(self, ctx: JobContext) -> Outcome:
         """Instantiate the named plug-in and run it; its failures become failed Outcomes."""
@@ -56,7 +61,10 @@ class PythonPluginJob:
             return Outcome("failed", error=f"cannot load plug-in {name!r}: {_describe(exc)}")
         if plugin_class is None:
             return Outcome("failed", error=f"no plug-in {name!r} installed on this worker")
-        return _run_plugin(plugin_class, payload["args"], ctx, out, self._helpers)
+        stray = self._strays.track()
+        if stray is None:
+            return Outcome("failed", error=self._strays.refusal())
+        return _run_plugin(plugin_class, payload["args"], ctx, out, self._helpers, stray)
 
     def _find(self, name: str) -> PluginClass | None:
         plugin_class = self._classes.get(name)
@@ -95,7 +103,7 @@ class HelperThreads:
 
 
 def _run_plugin(plugin_class: PluginClass, args: dict[str, Any], ctx: JobContext,
-                out: CappedOutput, helpers: HelperThreads) -> Outcome:
+                out: CappedOutput, helpers: HelperThreads, stray: Stray) -> Outcome:
     deadline = Deadline(ctx.timeout)
     inner = dataclasses.replace(ctx, payload=args, cancel=threading.Event(), emit=out.write)
     results: list[Outcome] = []
@@ -112,6 +120,7 @@ def _run_plugin(plugin_class: PluginClass, args: dict[str, Any], ctx: JobContext
             results.append(Outcome("failed", error=_describe(exc)))
         finally:
             done.set()
+            stray.end()
 
     helpers.run(target)
     reason = wait_until_done(done, ctx, deadline)
@@ -121,11 +130,11 @@ def _run_plugin(plugin_class: PluginClass, args: dict[str, Any], ctx: JobContext
     returned = done.wait(ctx.kill_grace)
     out.close()
     outcome = stopped(reason, deadline)
-    if returned:
+    if returned or not stray.abandon():
         return outcome
     return dataclasses.replace(
-        outcome, error=f"{outcome.error}; the plug-in ignored it and was left running"
-    )
+        outcome, error=f"{outcome.error}; the plug-in ignored it and was left running",
+        leftover=stray)
 
 
 def _describe(exc: BaseException) -> str:
