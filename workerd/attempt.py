@@ -231,7 +231,7 @@ class AttemptRunner:
                 max(0.0, (started - message.scheduled_for).total_seconds()))
         if slot.cancel.is_set():  # between its `running` report and now
             return Outcome("cancelled", error="cancelled")
-        return self._execute(message, slot)
+        return self._execute(message, slot.cancel, slot)
 
     def _close(self, receipt: Receipt, slot: Slot, outcome: Outcome, started: datetime) -> None:
         if slot.requeue and outcome.state == "cancelled":  # the worker stops: give it back
@@ -239,7 +239,8 @@ class AttemptRunner:
             return
         self._conclude(receipt, receipt.message, outcome, started)
 
-    def _execute(self, message: RunMessage, slot: Slot) -> Outcome:
+    def _execute(self, message: RunMessage, cancel: threading.Event,
+                 slot: Slot | None = None) -> Outcome:
         job_type = self.job_types.get(message.job_type)
         if job_type is None:
             return Outcome("failed", error=f"this worker has no job type {message.job_type!r}")
@@ -251,12 +252,13 @@ class AttemptRunner:
                                               seq[stream], chunk)))
         ctx = JobContext(
             key=RunKey(message.run_id, message.job_id, message.scheduled_for, message.attempt),
-            payload=message.payload, timeout=message.timeout_s, cancel=slot.cancel, emit=emit,
+            payload=message.payload, timeout=message.timeout_s, cancel=cancel, emit=emit,
             sql_dsns=self.sql.dsns_for(message.pool), kill_grace=self.cfg.kill_grace,
             output_limit=self.cfg.output_limit, pool=message.pool)
-        slot.context = ctx
-        if slot.fenced:  # fenced while the context was made: the shorter grace applies
-            ctx.kill_grace = min(ctx.kill_grace, self.coord.lock_grace)
+        if slot is not None:  # the context a lock at risk shortens the kill grace of
+            slot.context = ctx
+            if slot.fenced:  # fenced while the context was made
+                ctx.kill_grace = min(ctx.kill_grace, self.coord.lock_grace)
         try:
             return job_type.run(ctx)
         except Exception as exc:  # noqa: BLE001 - a job type's bug fails the attempt only
