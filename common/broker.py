@@ -12,8 +12,9 @@ Topology (declared idempotently by every daemon at start):
   worker pool and priority level (quorum queues have no message priorities);
 * ``zeitplan.retry`` (headers) → quorum queues ``zeitplan.retry.<N>s`` with a message TTL
   of N seconds that dead-letter back to ``zeitplan.runs`` with the original routing key;
-* ``zeitplan.dead`` (fanout) → quorum queue ``zeitplan.dead``: runs out of attempts and
-  messages that cannot be parsed (run queues dead-letter rejected messages here);
+* ``zeitplan.dead`` (fanout) → quorum queue ``zeitplan.dead-letters``: runs out of attempts
+  and messages that cannot be parsed (run and status queues dead-letter here), consumed
+  into PostgreSQL by one scheduler at a time; bounded by `dead_letter_arguments`;
 * ``zeitplan.status`` (direct) → quorum queue ``zeitplan.status``, consumed by one
   scheduler at a time (single active consumer), in order;
 * ``zeitplan.control`` (fanout) → one exclusive queue per worker, for cancellation.
@@ -43,6 +44,23 @@ LEVELS = ("high", "normal", "low")
 RETRY_TIERS = (1, 2, 5, 10, 30, 60, 300, 1800)
 # A message that keeps killing its consumer is dead-lettered after this many deliveries.
 DELIVERY_LIMIT = 20
+# The dead-letter queue. Not named like its exchange, as the unbounded queue of earlier
+# versions was: RabbitMQ refuses a declaration whose arguments differ from an existing
+# queue's (PRECONDITION_FAILED), so the bound comes with a new queue, and the schedulers'
+# dead-letter consumer unbinds and drains the old one (LEGACY_DEAD_QUEUE).
+DEAD_LETTERS = "zeitplan.dead-letters"
+LEGACY_DEAD_QUEUE = DEAD
+DEAD_LETTER_LIMIT = 100_000  # messages
+DEAD_LETTER_BYTES = 1024 ** 3  # bytes of bodies
+
+
+def dead_letter_arguments(limit: int = DEAD_LETTER_LIMIT,
+                          max_bytes: int = DEAD_LETTER_BYTES) -> dict[str, Any]:
+    """Arguments of the dead-letter queue: bounded, and when full it refuses new letters
+    (their publishers retry: nothing unrecorded is dropped, as drop-head would do) rather
+    than drop the oldest; one consumer at a time."""
+    return {"x-queue-type": "quorum", "x-max-length": limit, "x-max-length-bytes": max_bytes,
+            "x-overflow": "reject-publish", "x-single-active-consumer": True}
 
 
 def level_of(priority: int) -> str:
@@ -94,8 +112,8 @@ def declare_topology(ch: Any, pools: Iterable[str]) -> None:
     for exchange, kind in ((RUNS, "direct"), (RETRY, "headers"), (DEAD, "fanout"),
                            (STATUS, "direct"), (CONTROL, "fanout")):
         ch.exchange_declare(exchange, exchange_type=kind, durable=True)
-    ch.queue_declare(DEAD, durable=True, arguments=quorum)
-    ch.queue_bind(DEAD, DEAD)
+    ch.queue_declare(DEAD_LETTERS, durable=True, arguments=dead_letter_arguments())
+    ch.queue_bind(DEAD_LETTERS, DEAD)
     # One consumer at a time (the others stand by): events are applied in the order
     # they were published, so a redelivery report never overtakes the `running`
     # report published before it.
@@ -237,6 +255,26 @@ class Broker(Channel):
         """Declare a durable quorum queue of that name (tools and tests)."""
         with self._errors(f"declare {name}"):
             self._ch().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+
+    def unbind(self, queue: str, exchange: str) -> None:
+        """Remove the binding of `queue` to `exchange` (none there: nothing happens)."""
+        with self._errors(f"unbind {queue}"):
+            self._ch().queue_unbind(queue, exchange)
+
+    def queue_exists(self, name: str) -> bool:
+        """Whether queue `name` exists. Asked on a channel of its own, as the broker closes
+        the channel that asked about a missing queue."""
+        with self._errors(f"look for {name}"):
+            assert self._conn is not None, "not connected"
+            side = self._conn.channel()
+            try:
+                side.queue_declare(name, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:  # NOT_FOUND
+                    raise
+                return False
+            side.close()
+            return True
 
     # -- publishing --------------------------------------------------------------------
     def publish(self, exchange: str, routing_key: str, body: bytes, *,

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, astuple
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -373,9 +374,9 @@ class Term:
             epochs.check(conn, self.epoch)
             pruned = retention.prune(conn, runs_age=timedelta(days=keep.runs_days),
                                      logs_age=timedelta(days=keep.logs_days))
-        if pruned.runs or pruned.logs:
-            log.info("retention_pruned", runs=pruned.runs, log_chunks=pruned.logs)
-            if max(pruned.runs, pruned.logs) >= 5000:
+        if any(astuple(pruned)):
+            log.info("retention_pruned", **asdict(pruned))
+            if pruned.full(5000):
                 self.next_prune = 0.0  # more to do: next cycle
 
     def _requeue_lost(self) -> int:

@@ -15,6 +15,7 @@ from common.errors import CoordinationError, ZeitplanError
 from common.httpd import HttpServer, health_route, metrics_route
 from common.zk import Coordinator
 from schedulerd.config import SchedulerConfig
+from schedulerd.dead_letters import DeadLetterConsumer
 from schedulerd.leader import Term
 from schedulerd.status_consumer import StatusConsumer
 
@@ -66,6 +67,9 @@ class Scheduler:
             consumer = StatusConsumer(self.config, self.db, self.life)
             threading.Thread(target=guarded(consumer.run), daemon=True,
                              name="status-consumer").start()
+            letters = DeadLetterConsumer(self.config, self.db, self.life)
+            threading.Thread(target=guarded(letters.run), daemon=True,
+                             name="dead-letter-consumer").start()
             self.coord.register("schedulers", {"http_port": self.http.port, "pid": _pid()})
             self.role = "standby"
             sd_notify("READY=1", "STATUS=standby")

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 IS_LEADER = Gauge("zeitplan_scheduler_is_leader", "1 while this node is the leader")
 EPOCH = Gauge("zeitplan_scheduler_epoch", "Leadership epoch of this node's current term")
 DISPATCHED = Counter("zeitplan_runs_dispatched_total", "Run attempts published to workers")
-SKIPPED = Counter("zeitplan_runs_skipped_total", "Fire times recorded as skipped")
+SKIPPED = Counter("zeitplan_runs_skipped_total",
+                  "Fire times skipped (one summary row may record many misfires)")
 MATERIALISED = Counter("zeitplan_runs_materialised_total", "Fire times recorded as runs")
 REDISPATCHED = Counter("zeitplan_runs_redispatched_total",
                        "Attempts re-published after a lost worker or leader", ["cause"])
@@ -18,3 +19,5 @@ DISPATCH_LATENESS = Histogram(
 STATUS_EVENTS = Counter("zeitplan_status_events_total", "Status events consumed",
                         ["outcome"])
 TIMER_HEAP = Gauge("zeitplan_leader_timer_heap_size", "Runs held for their due time")
+DEAD_LETTERS = Counter("zeitplan_dead_letters_total",
+                       "Dead letters consumed into the dead-letter table", ["kind"])

@@ -20,7 +20,7 @@ class Materialisation:
 
     runs: list[NewRun]
     cursors: list[tuple[int, datetime | None]]
-    unrecorded_skips: int
+    unrecorded_skips: int  # skipped fires without a row of their own (in a summary row)
 
 
 def materialise(jobs: Iterable[dict[str, Any]], *, now: datetime,

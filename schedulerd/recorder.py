@@ -91,9 +91,9 @@ class Recorder:
             q.advance_jobs(conn, plan.cursors)
         skipped = sum(1 for r in plan.runs if r.state == "skipped")
         metrics.MATERIALISED.inc(len(plan.runs) - skipped)
-        metrics.SKIPPED.inc(skipped)
+        metrics.SKIPPED.inc(skipped + plan.unrecorded_skips)
         if plan.unrecorded_skips:
-            log.warning("misfires_not_recorded", count=plan.unrecorded_skips)
+            log.warning("misfires_summarised", fires=plan.unrecorded_skips)
         with self._lock:
             self._recorded += added
         soon = now + timedelta(seconds=self.cfg.poll_interval)

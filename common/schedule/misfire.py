@@ -46,7 +46,9 @@ class FirePlan:
 
     fire: tuple[datetime, ...]  # fire times to materialise as runs (ascending)
     skipped: tuple[tuple[datetime, str], ...]  # fire times recorded as skipped, with a reason
-    skipped_unrecorded: int  # misfires skipped beyond the record bound
+    # Misfires skipped beyond the record bound, without a row of their own: the last record
+    # of `skipped` then stands for them too (its reason gives their number and range).
+    skipped_unrecorded: int
     next_fire_at: datetime | None  # the cursor to store; None when the schedule has ended
 
 
@@ -64,13 +66,15 @@ def plan_fires(
 
     A fire before now - grace is a misfire and handled by `misfire`; the others are
     fired, at most `max_on_time` of them (the cursor then stops at the first one left).
+    At most `max_skip_records` skipped fires are listed: when more are skipped, the last
+    record summarises the rest (count and range), so every fire time still leaves a row.
     """
     require_aware(next_fire_at, "next_fire_at")
     require_aware(now, "now")
     if require_aware(horizon, "horizon") < now:
         raise ScheduleError(f"horizon {horizon.isoformat()} is before now {now.isoformat()}")
-    if max_skip_records < 0 or max_on_time < 1:
-        raise ScheduleError("max_skip_records must be >= 0 and max_on_time >= 1")
+    if max_skip_records < 1 or max_on_time < 1:
+        raise ScheduleError("max_skip_records and max_on_time must be at least 1")
     try:
         cutoff = now - misfire.grace
     except OverflowError:  # a grace longer than the calendar: nothing is ever late
@@ -87,16 +91,26 @@ def plan_fires(
             assert fire is not None
             fires.append(fire)
             fire = schedule.next_after(fire)
+        catchup = None  # fire_once's one run: the latest misfire
+        if misfire.mode == "fire_once":
+            catchup = first if late == 1 else _last_before(schedule, first, cutoff)
         to_skip = late - len(fires) - (1 if misfire.mode == "fire_once" else 0)
         suffix = f", over max_fires {misfire.max_fires}" if misfire.mode == "fire_all" else ""
-        for _ in range(min(to_skip, max_skip_records)):
+        singles = to_skip if to_skip <= max_skip_records else max_skip_records - 1
+        for _ in range(singles):
             assert fire is not None
             lateness = int((now - fire).total_seconds())
             skipped.append((fire, f"misfire: {lateness} s late, policy {misfire.mode}{suffix}"))
             fire = schedule.next_after(fire)
+        if singles < to_skip:
+            assert fire is not None
+            # The skipped fires end before the catch-up run (fire_once) or the cutoff.
+            last = _last_before(schedule, fire, cutoff if catchup is None else catchup)
+            skipped.append((fire, _summary(to_skip - singles, fire, last, now,
+                                           f"policy {misfire.mode}{suffix}")))
         unrecorded = to_skip - len(skipped)
-        if misfire.mode == "fire_once":
-            fires.append(first if late == 1 else _last_before(schedule, first, cutoff))
+        if catchup is not None:
+            fires.append(catchup)
     fire = schedule.first_fire(max(next_fire_at, cutoff))
     while fire is not None and fire <= horizon and len(fires) < max_on_time:
         fires.append(fire)
@@ -115,6 +129,13 @@ def start_deadline_missed(
     if deadline < timedelta(0):
         raise ScheduleError(f"start deadline must not be negative, got {deadline}")
     return now - scheduled_for > deadline
+
+
+def _summary(count: int, first: datetime, last: datetime, now: datetime, policy: str) -> str:
+    """The reason of the one record that stands for `count` skipped fires."""
+    return (f"misfire: {count} fires from {first.isoformat()} to {last.isoformat()} "
+            f"({int((now - first).total_seconds())} to {int((now - last).total_seconds())} s "
+            f"late, {policy}) recorded as this one row")
 
 
 def _last_before(schedule: Schedule, fire: datetime, cutoff: datetime) -> datetime:

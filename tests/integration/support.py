@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 from common import broker as topo
@@ -129,20 +130,18 @@ def logged(db: Database, run_id: int, seq: int) -> bool:
 
 
 def dead_letters(cluster: LocalCluster) -> list[RunMessage | bytes]:
-    """Drain the dead-letter queue: parsed run messages, or raw bodies that do not parse."""
-    broker = Broker(cluster.settings.amqp_urls, name="test-dlq")
-    broker.connect()
+    """Every letter the schedulers recorded from the dead-letter queue: parsed run
+    messages, or raw bodies that do not parse as one."""
+    with psycopg.connect(cluster.settings.pg_dsn) as conn:
+        bodies = [bytes(row[0]) for row in conn.execute(
+            "SELECT body FROM dead_letters ORDER BY id")]
     found: list[RunMessage | bytes] = []
-    try:
-        while (delivery := broker.get(topo.DEAD)) is not None:
-            try:
-                message = decode(delivery.body)
-                found.append(message if isinstance(message, RunMessage) else delivery.body)
-            except MessageError:
-                found.append(delivery.body)
-            broker.ack(delivery.tag)
-    finally:
-        broker.close()
+    for body in bodies:
+        try:
+            message = decode(body)
+            found.append(message if isinstance(message, RunMessage) else body)
+        except MessageError:
+            found.append(body)
     return found
 
 

@@ -1,4 +1,5 @@
-"""Retention deletes old finished runs and old output, and nothing else."""
+"""Retention deletes old finished runs, output, audit rows and dead letters, and nothing
+else."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from common.db.retention import prune
 from common.devcluster import LocalCluster
 
 
-def test_pruning_deletes_only_finished_runs_and_logs_past_their_age(
+def test_pruning_deletes_only_finished_runs_logs_audit_and_letters_past_their_age(
         cluster: LocalCluster) -> None:
     dsn = cluster.settings.pg_dsn
     migrate(dsn)
@@ -38,16 +39,29 @@ def test_pruning_deletes_only_finished_runs_and_logs_past_their_age(
             conn.execute("INSERT INTO run_logs (run_id, attempt, stream, seq, at, data) "
                          "VALUES (%s, 1, 'stdout', 1, now() - %s::interval, 'x')",
                          (ids[label], age))
+        for age in ("100 days", "10 days"):
+            conn.execute("INSERT INTO audit_log (at, actor, action, details) "
+                         "VALUES (now() - %s::interval, 'test', %s, '{}')", (age, age))
+            conn.execute("INSERT INTO dead_letters (digest, kind, reason, body, received_at) "
+                         "VALUES (%s, 'unknown', %s, 'x', now() - %s::interval)",
+                         (age.encode(), age, age))
     db = Database(dsn, max_size=1)
     try:
         with db.transaction() as conn:
             pruned = prune(conn, runs_age=timedelta(days=90), logs_age=timedelta(days=30))
     finally:
         db.close()
-    assert pruned.runs == 1 and pruned.logs == 1
+    assert (pruned.runs, pruned.logs, pruned.audit, pruned.dead_letters) == (1, 1, 1, 1)
     with psycopg.connect(dsn) as conn:
         left = {r[0] for r in conn.execute("SELECT id FROM runs WHERE job_id = %s", (job[0],))}
         logs = {r[0] for r in conn.execute("SELECT run_id FROM run_logs WHERE run_id = ANY(%s)",
                                             (list(ids.values()),))}
     assert left == {ids["recent"], ids["running"]}
     assert logs == {ids["running"]}
+    with psycopg.connect(dsn) as conn:
+        ages = ["100 days", "10 days"]
+        audit = [r[0] for r in conn.execute(
+            "SELECT action FROM audit_log WHERE action = ANY(%s)", (ages,))]
+        letters = [r[0] for r in conn.execute(
+            "SELECT reason FROM dead_letters WHERE reason = ANY(%s)", (ages,))]
+    assert audit == ["10 days"] and letters == ["10 days"]

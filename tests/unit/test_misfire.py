@@ -67,12 +67,31 @@ def test_skip_runs_no_misfire() -> None:
     assert plan.skipped[-1][1] == "misfire: 90 s late, policy skip"
 
 
-def test_skip_records_beyond_the_bound_are_only_counted() -> None:
+def test_skips_beyond_the_bound_leave_one_summary_row_for_their_range() -> None:
     now = minutes(10.5)
     policy = MisfirePolicy("skip")
     plan = plan_fires(EVERY_MINUTE, T0, now=now, horizon=now, misfire=policy, max_skip_records=3)
     assert [f for f, _ in plan.skipped] == [minutes(0), minutes(1), minutes(2)]
+    assert plan.skipped[-1][1] == (
+        f"misfire: 8 fires from {minutes(2).isoformat()} to {minutes(9).isoformat()} "
+        "(510 to 90 s late, policy skip) recorded as this one row")
     assert plan.skipped_unrecorded == 7
+
+
+def test_a_fire_once_summary_row_ends_before_the_catch_up_run() -> None:
+    now = minutes(10.5)
+    plan = plan_fires(EVERY_MINUTE, T0, now=now, horizon=now, misfire=MisfirePolicy(),
+                      max_skip_records=2)
+    assert plan.fire == (minutes(9), minutes(10))
+    assert plan.skipped[-1][0] == minutes(1)
+    assert plan.skipped[-1][1].startswith(
+        f"misfire: 8 fires from {minutes(1).isoformat()} to {minutes(8).isoformat()} ")
+
+
+def test_a_skip_bound_of_zero_is_refused_as_it_would_leave_fires_without_a_row() -> None:
+    with pytest.raises(ScheduleError):
+        plan_fires(EVERY_MINUTE, T0, now=minutes(10), horizon=minutes(10),
+                   misfire=MisfirePolicy("skip"), max_skip_records=0)
 
 
 @pytest.mark.parametrize(
@@ -90,6 +109,7 @@ def test_a_day_of_downtime_of_a_per_second_cron_is_planned_quickly(
     on_time = 61  # now - 60 s .. now
     assert len(plan.fire) == fired + on_time
     assert len(plan.skipped) == 1000 and plan.skipped_unrecorded == unrecorded
+    assert plan.skipped[-1][1].startswith(f"misfire: {unrecorded + 1} fires from ")
     assert plan.next_fire_at == now + timedelta(seconds=1)
     if mode == "fire_once":
         assert plan.fire[0] == now - timedelta(seconds=61)
@@ -182,7 +202,7 @@ _POLICIES = st.builds(
     now=st.integers(0, 2 * 86400),
     ahead=st.integers(0, 3600),
     policy=_POLICIES,
-    records=st.integers(0, 30),
+    records=st.integers(1, 30),
 )
 def test_plans_respect_their_bounds_and_account_for_every_fire(
     schedule: Interval, cursor: int, now: int, ahead: int, policy: MisfirePolicy, records: int
