@@ -41,6 +41,7 @@ def _letters(db: Database, where: str, value: Any) -> list[dict[str, Any]]:
 def test_a_run_message_past_the_delivery_limit_ends_its_run_dead_and_is_recorded(
         stack: Stack, db: Database, broker: Broker) -> None:
     # A pool no worker serves: this test is the consumer that keeps giving the message back.
+    broker.declare_topology(["dlq-limit"])  # its queue exists before the run is queued
     job = create(db, "past-the-delivery-limit", command="true", pool="dlq-limit")
     wait_for(lambda: first_state(db, job["id"]) == "queued", 30, "the run queued")
     run = runs(db, job["id"])[0]

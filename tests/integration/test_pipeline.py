@@ -97,8 +97,8 @@ def test_a_failing_job_retries_with_growing_gaps_then_is_dead_and_dead_lettered(
     for gap, backoff in zip(gaps, (1.0, 2.0, 4.0), strict=True):
         assert backoff - 0.05 <= gap < backoff + 1.5
     assert run["attempt"] == 4 and "4 of 4" in (run["reason"] or "")
-    letters = [m for m in dead_letters(stack.cluster) if isinstance(m, RunMessage)]
-    assert any(m.run_id == run["id"] and m.attempt == 4 for m in letters)
+    wait_for(lambda: any(isinstance(m, RunMessage) and m.run_id == run["id"] and m.attempt == 4
+                         for m in dead_letters(stack.cluster)), 20, "its dead letter recorded")
 
 
 def test_cancelling_a_running_job_stops_its_process_within_two_seconds(
