@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from common.db import Database
+from common.db import Database, cancels
 from common.db import epoch as epochs
 from common.db import jobs as store
 from common.errors import InvalidInput
@@ -67,9 +67,12 @@ def resume_job(db: Database, ref: str, *, actor: str) -> dict[str, Any]:
 
 
 def cancel_job(db: Database, ref: str, *, actor: str, notify: Notify) -> dict[str, Any]:
-    """Cancel a job for good: pending runs are cancelled, running attempts stopped."""
+    """Cancel a job for good: pending runs are cancelled, running attempts stopped, and
+    no copy of its runs already on its way to a worker starts (the durable cancellation,
+    written in the same transaction)."""
     with db.transaction() as conn:
         job = store.set_state(conn, store.find(conn, ref)["id"], "cancelled", actor=actor)
+        cancels.record(conn, "job", job["id"])
         conn.execute(
             "UPDATE runs SET state = 'cancelled', reason = 'job cancelled', "
             "finished_at = now(), updated_at = now() "
@@ -88,7 +91,8 @@ def run_now(db: Database, ref: str, *, actor: str) -> dict[str, Any]:
 
 def cancel_run(db: Database, run_id: int, *, actor: str, notify: Notify) -> dict[str, Any]:
     """Cancel one run: pending, it never starts (a message already queued or waiting for
-    its retry is dropped by the worker that receives it); running, its attempt is stopped."""
+    its retry is dropped by the worker that receives it, by the durable cancellation
+    recorded here); running, its attempt is stopped."""
     with db.transaction() as conn:
         before = conn.execute("SELECT state FROM runs WHERE id = %s FOR UPDATE",
                               (run_id,)).fetchone()
@@ -102,6 +106,9 @@ def cancel_run(db: Database, run_id: int, *, actor: str, notify: Notify) -> dict
             "SELECT * FROM runs WHERE id = %s", (run_id,)).fetchone()
         assert row is not None
         store.audit(conn, actor, "run.cancel", row["job_id"], {"run_id": run_id})
-    if before["state"] in ("queued", "running", "retrying"):
+        in_flight = before["state"] in ("queued", "running", "retrying")
+        if in_flight:  # a copy may be on its way to a worker (scheduled: none is yet)
+            cancels.record(conn, "run", run_id)
+    if in_flight:
         notify(CancelMessage(run_id=run_id, job_id=None, reason=f"cancelled by {actor}"))
     return row

@@ -1,17 +1,19 @@
 """ZooKeeper adapter: the one place that imports kazoo.
 
 Membership (ephemeral nodes), leader election, the leadership epoch, per-job overlap
-locks and a lease that says whether this process may still act as leader. kazoo's
-exceptions become :class:`common.errors.CoordinationError` here.
+locks, the marks of durable cancellations (persistent nodes) and a lease that says
+whether this process may still act as leader. kazoo's exceptions become
+:class:`common.errors.CoordinationError` here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -70,6 +72,7 @@ class Coordinator:
             self._client.start(timeout=timeout)
             self._client.ensure_path(f"{self.root}/members")
             self._client.ensure_path(f"{self.root}/locks")
+            self._client.ensure_path(f"{self.root}/cancelled")
         except (KazooTimeoutError, KazooException) as exc:
             self._client.stop()
             raise CoordinationError(f"cannot reach ZooKeeper: {exc or type(exc).__name__}") \
@@ -366,6 +369,35 @@ class Coordinator:
                                            watch=lambda _event: freed.set()) is None:
                         return True
         return False
+
+    # -- cancellation marks --------------------------------------------------------------
+    def cancel_marks(self) -> set[str]:
+        """The names of every cancellation mark (one request)."""
+        return set(self._bounded(self._client.get_children_async(f"{self.root}/cancelled"),
+                                 "list cancellations"))
+
+    def add_cancel_marks(self, names: Iterable[str]) -> None:
+        """Create the persistent marks `names` (those that exist already are left alone),
+        sent together, then each reply awaited."""
+        path = f"{self.root}/cancelled"
+        sent = [(name, self._client.create_async(f"{path}/{name}")) for name in names]
+        for name, result in sent:
+            with _translate(f"mark {name} cancelled"), contextlib.suppress(NodeExistsError):
+                result.get(timeout=self.session_timeout)
+
+    def remove_cancel_marks(self, names: Iterable[str]) -> None:
+        """Delete the marks `names` (those already gone are fine), sent together."""
+        path = f"{self.root}/cancelled"
+        sent = [(name, self._client.delete_async(f"{path}/{name}")) for name in names]
+        for name, result in sent:
+            self._bounded(result, f"forget cancellation {name}", missing_ok=True)
+
+    def watch_cancel_marks(self, changed: Callable[[list[str]], None]) -> None:
+        """Call `changed(names)` with every mark now (before returning), then on kazoo's
+        thread whenever one is added or removed, also after a new session (kazoo sets the
+        watch again). CoordinationError when the first read fails."""
+        with _translate("watch cancellations"):
+            self._client.ChildrenWatch(f"{self.root}/cancelled", changed)
 
     def _bounded(self, result: IAsyncResult, doing: str, timeout: float | None = None, *,
                  missing_ok: bool = False) -> Any:

@@ -24,6 +24,10 @@ amqp_option = click.option(
     "--amqp", envvar="ZEITPLAN_AMQP_URLS", metavar="URLS",
     help="Comma-separated AMQP URLs, for cancelling running attempts "
          "(default: $ZEITPLAN_AMQP_URLS).")
+zk_option = click.option(
+    "--zk", envvar="ZEITPLAN_ZK_HOSTS", metavar="HOSTS",
+    help="ZooKeeper hosts, for marking a cancellation for the workers at once (without, the "
+         "leader marks it within about a second; default: $ZEITPLAN_ZK_HOSTS).")
 output_option = click.option("-o", "--output", type=click.Choice(["text", "json"]),
                              default="text", show_default=True, help="Output format.")
 

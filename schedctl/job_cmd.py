@@ -18,6 +18,7 @@ from schedctl.context import (
     output_option,
     table,
     to_json,
+    zk_option,
 )
 from schedctl.job_options import (
     POLICY_OPTIONS,
@@ -163,20 +164,21 @@ def _state_command(name: str, doc: str) -> None:
     @click.argument("ref")
     @dsn_option
     @amqp_option
+    @zk_option
     @output_option
     @handle_errors
-    def command(ref: str, dsn: str | None, amqp: str | None, output: str) -> None:
+    def command(ref: str, dsn: str | None, amqp: str | None, zk: str | None,
+                output: str) -> None:
         with database(dsn) as db:
             if name == "pause":
                 row = jobops.pause_job(db, ref, actor=actor())
             elif name == "resume":
                 row = jobops.resume_job(db, ref, actor=actor())
             else:
-                notify = broadcaster(amqp)
+                notify = broadcaster(amqp, zk)
                 row = jobops.cancel_job(db, ref, actor=actor(), notify=notify)
-                if not notify.urls:
-                    click.echo("warning: no --amqp/$ZEITPLAN_AMQP_URLS: running attempts "
-                               "were not told to stop", err=True)
+                if warning := notify.warning():
+                    click.echo(warning, err=True)
         _print_job(row, output, f"{name}: ")
 
 

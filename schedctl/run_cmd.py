@@ -19,6 +19,7 @@ from schedctl.context import (
     output_option,
     table,
     to_json,
+    zk_option,
 )
 from schedctl.services import broadcaster, database
 
@@ -101,12 +102,17 @@ def logs(run_id: int, attempt: int | None, stream: str | None, dsn: str | None) 
 @click.argument("run_id", type=int)
 @dsn_option
 @amqp_option
+@zk_option
 @output_option
 @handle_errors
-def cancel(run_id: int, dsn: str | None, amqp: str | None, output: str) -> None:
+def cancel(run_id: int, dsn: str | None, amqp: str | None, zk: str | None,
+           output: str) -> None:
     """Cancel a run: a pending one never starts, a running attempt is stopped."""
+    notify = broadcaster(amqp, zk)
     with database(dsn) as db:
-        row = jobops.cancel_run(db, run_id, actor=actor(), notify=broadcaster(amqp))
+        row = jobops.cancel_run(db, run_id, actor=actor(), notify=notify)
+    if row["state"] == "running" and (warning := notify.warning()):
+        click.echo(warning, err=True)
     click.echo(to_json(row) if output == "json" else f"run {run_id}: {row['state']}"
                + (" (stop requested)" if row["state"] == "running" else ""))
 

@@ -34,6 +34,7 @@ from common.errors import (
 from common.messages import RunMessage
 from common.zk import Coordinator
 from schedulerd import metrics
+from schedulerd.cancel_marks import MarkKeeper
 from schedulerd.config import SchedulerConfig
 from schedulerd.planner import TimerHeap, run_message
 from schedulerd.publisher import RunPublisher
@@ -127,6 +128,7 @@ class Term:
         self.wake = threading.Event()  # the recorder has runs due soon (or was fenced)
         self.recorder: Recorder | None = None
         self.next_prune = 0.0
+        self.cancel_marks = MarkKeeper(db, coord, timedelta(days=config.retention.runs_days))
         self.orphan_check: tuple[float, int, datetime] | None = None
         self.published = 0
         self.refusals = Refusals(REFUSALS_KEPT)
@@ -225,6 +227,7 @@ class Term:
         published = steps.timed("dispatch", self._dispatch_due)
         recovered = steps.timed("recover", self._recover)
         steps.timed("prune", self._prune)
+        steps.timed("cancels", self.cancel_marks.step, self.epoch)
         if steps.total > self.cfg.dispatch_ahead:
             log.warning("leader_cycle_slow", seconds=round(steps.total, 3), **steps.rounded())
         metrics.TIMER_HEAP.set(len(self.heap))

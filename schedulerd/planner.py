@@ -48,9 +48,13 @@ def materialise(jobs: Iterable[dict[str, Any]], *, now: datetime,
 
 def run_message(row: dict[str, Any]) -> RunMessage:
     """The message for one claimed run (a row of common.db.dispatch's run fields); a row
-    with its due time (a first attempt, perhaps dispatched early) must not start before it."""
-    deadline = (row["scheduled_for"] + timedelta(seconds=row["start_deadline_s"])
-                if row["start_deadline_s"] else None)
+    with its due time (a first attempt, perhaps dispatched early) must not start before it,
+    nor after its start deadline, counted from that due time (jitter included, as the
+    leader's claim counts it). A later attempt has no deadline: it binds the first start."""
+    due = row.get("due_at")
+    deadline = (due + timedelta(seconds=row["start_deadline_s"])
+                if row["start_deadline_s"] and due is not None and row["attempt"] == 1
+                else None)
     return RunMessage(
         run_id=row["run_id"], job_id=row["job_id"], scheduled_for=row["scheduled_for"],
         attempt=row["attempt"], max_attempts=row["max_attempts"], job_type=row["job_type"],
@@ -58,7 +62,7 @@ def run_message(row: dict[str, Any]) -> RunMessage:
         concurrency=row["concurrency"], timeout_s=row["timeout_s"],
         backoff={"base": row["backoff_base_s"], "factor": row["backoff_factor"],
                  "cap": row["backoff_cap_s"], "jitter": row["backoff_jitter"]},
-        epoch=row["epoch"], start_deadline=deadline, not_before=row.get("due_at"),
+        epoch=row["epoch"], start_deadline=deadline, not_before=due,
         dispatch=row["dispatch"])
 
 

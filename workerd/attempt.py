@@ -87,7 +87,7 @@ class AttemptRunner:
         now = utcnow()
         return (message.concurrency == "allow" and not cancelled and not _handed_back(delivery)
                 and (message.not_before is None or message.not_before <= now)
-                and (message.start_deadline is None or now <= message.start_deadline))
+                and not start_deadline_missed(message, now))
 
     def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
@@ -101,6 +101,8 @@ class AttemptRunner:
                 *receipt.done())
             return
         if cancelled:
+            log.info("attempt_dropped_cancelled", run_id=message.run_id, job_id=message.job_id,
+                     attempt=message.attempt)
             self._final(message, S.CANCELLED, receipt, reason="cancelled before it started")
             return
         if message.not_before and message.not_before > now:
@@ -113,9 +115,10 @@ class AttemptRunner:
             if self.stop.wait(wait):
                 self.outbox.put(*receipt.give_back())
                 return
-        if message.start_deadline and utcnow() > message.start_deadline:
+        deadline = message.start_deadline
+        if deadline is not None and start_deadline_missed(message, utcnow()):
             self._final(message, S.SKIPPED, receipt,
-                        reason=f"start deadline missed: {message.start_deadline.isoformat()}")
+                        reason=f"start deadline missed: {deadline.isoformat()}")
             return
         admission = admit(self.coord, message, self.worker, self.stop, self._send_cancel,
                           self.cfg.kill_grace)
@@ -289,7 +292,8 @@ class AttemptRunner:
                           cap=timedelta(seconds=message.backoff["cap"]),
                           jitter=message.backoff["jitter"])
         delay = backoff.delay(message.attempt + 1, seed=message.attempt_id)
-        retry = replace(message, attempt=message.attempt + 1, not_before=utcnow() + delay)
+        retry = replace(message, attempt=message.attempt + 1, not_before=utcnow() + delay,
+                        start_deadline=None)  # it binds the first start only
         seconds = delay.total_seconds()
         # `retrying` is reported once the retry message is with the broker: a run that comes
         # back to a queue while `failed` may have lost its retry, one `retrying` has not.
@@ -318,6 +322,14 @@ class AttemptRunner:
 
     def _send_cancel(self, cancel: CancelMessage) -> None:
         self.outbox.put(Publish(topo.CONTROL, "", encode(cancel)))
+
+
+def start_deadline_missed(message: RunMessage, now: datetime) -> bool:
+    """Whether a first attempt starting at `now` is past its start deadline (counted by the
+    leader from the run's due time, jitter included). A retry has none to miss: the
+    deadline is about the run's first start, not about when its backoff brings it back."""
+    return (message.attempt == 1 and message.start_deadline is not None
+            and now > message.start_deadline)
 
 
 def _handed_back(delivery: Delivery) -> bool:

@@ -27,15 +27,16 @@ from functools import partial
 import structlog
 
 from common.broker import Delivery
+from common.cancels import Target, targets_of
 from common.errors import MessageError, ZeitplanError
 from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_batch
 from workerd import metrics
 from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
+from workerd.cancel_memory import CancelMemory
 from workerd.outbox import Action, Confirmation, Outbox, Report, Settle
 from workerd.receipt import Pack, Receipt
 
 log = structlog.get_logger()
-CANCEL_MEMORY = 3600.0  # seconds a cancellation is remembered for later deliveries
 
 Entry = tuple[int, int, Delivery, Receipt]  # (-priority, order, delivery, receipt)
 
@@ -58,7 +59,8 @@ class Executor:
     Left alone, reports go through the outbox and `wake` fills at once.
     """
 
-    def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int) -> None:
+    def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int,
+                 cancels: CancelMemory | None = None) -> None:
         self.runner = runner
         self.outbox = outbox
         self.slots = slots
@@ -77,7 +79,7 @@ class Executor:
         self._running: dict[int, Slot] = {}
         self._serial = itertools.count()
         self._lock = threading.Lock()
-        self._cancelled: dict[tuple[str, int], float] = {}  # ("job"|"run", id) -> until
+        self.cancels = cancels or CancelMemory()
         self._taking = threading.Event()
         self._taking.set()
         self._threads = [threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)
@@ -134,7 +136,7 @@ class Executor:
         for entry in taken:
             _, _, delivery, receipt = entry
             message = receipt.message
-            if not self.runner.starts_plainly(delivery, message, self._was_cancelled(message)):
+            if not self.runner.starts_plainly(delivery, message, self.cancels.covers(message)):
                 self._ready.put(entry)
                 continue
             key, slot = self._enlist(message)
@@ -168,21 +170,25 @@ class Executor:
             self.wake()
 
     def cancel(self, message: CancelMessage) -> None:
-        """Stop matching attempts now; remember the cancellation for later deliveries (a
-        queued message or a retry waiting in a tier queue)."""
-        until = time.monotonic() + CANCEL_MEMORY
-        if message.job_id is not None:
-            self._cancelled[("job", message.job_id)] = until
-        if message.run_id is not None:
-            self._cancelled[("run", message.run_id)] = until
-        now = time.monotonic()
-        self._cancelled = {k: t for k, t in self._cancelled.items() if t > now}
+        """A cancellation from the control fanout: stop matching attempts now, and remember
+        it for later deliveries (a queued message or a retry waiting in a tier queue) until
+        its durable mark arrives."""
+        self.cancels.hear(message)
+        self._stop_matching(targets_of(message), message.reason)
+
+    def marks_changed(self, names: list[str]) -> None:
+        """The durable cancellation marks changed (kazoo's thread; the first call comes
+        before the worker takes work): remember them all, and stop the attempts of new
+        ones running here (their fanout message may have missed this worker)."""
+        self._stop_matching(self.cancels.set_marks(names), "cancelled")
+
+    def _stop_matching(self, targets: set[Target], reason: str) -> None:
+        if not targets:
+            return
         with self._lock:
             for slot in self._running.values():
-                if slot.message.run_id == message.run_id or \
-                        slot.message.job_id == message.job_id:
-                    log.info("attempt_cancelling", run_id=slot.message.run_id,
-                             reason=message.reason)
+                if {("job", slot.message.job_id), ("run", slot.message.run_id)} & targets:
+                    log.info("attempt_cancelling", run_id=slot.message.run_id, reason=reason)
                     slot.cancel.set()
 
     # -- slots -------------------------------------------------------------------------
@@ -201,7 +207,7 @@ class Executor:
                 message = receipt.message
                 key, slot = self._enlist(message)
                 work = partial(self.runner.handle, delivery, receipt, slot,
-                               self._was_cancelled(message))
+                               self.cancels.covers(message))
             try:
                 work()
             except ZeitplanError as exc:  # ZooKeeper down while taking a lock, say
@@ -232,11 +238,6 @@ class Executor:
             self._in_hand -= 1
             metrics.RUNNING.set(len(self._running))
         self.wake()
-
-    def _was_cancelled(self, message: RunMessage) -> bool:
-        now = time.monotonic()
-        return any(self._cancelled.get(key, 0.0) > now
-                   for key in (("job", message.job_id), ("run", message.run_id)))
 
     # -- heartbeats and drain ----------------------------------------------------------
     def running(self) -> list[tuple[int, int]]:

@@ -78,6 +78,11 @@ class Worker:
             if not connect_with_backoff(self.coord.start, self.life, service="ZooKeeper",
                                         error=CoordinationError):
                 return
+            # Every durable cancellation is known before the first delivery is taken.
+            if not connect_with_backoff(
+                    lambda: self.coord.watch_cancel_marks(self.executor.marks_changed),
+                    self.life, service="ZooKeeper", error=CoordinationError):
+                return
             self.executor.start()
             transport.start()
             sd_notify("READY=1")

@@ -163,9 +163,10 @@ def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
 
 def orphans(conn: Connection, epoch: int, batch_at: datetime) -> list[dict[str, Any]]:
     """Runs of a former term's last dispatch batch that are still queued: their publish
-    may not have been confirmed before that leader died."""
+    may not have been confirmed before that leader died (with the due time their start
+    deadline counts from)."""
     return conn.execute(
-        f"SELECT {_RUN_FIELDS}, r.epoch FROM runs r JOIN jobs j ON j.id = r.job_id "
+        f"SELECT {_RUN_FIELDS}, r.epoch, r.due_at FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'queued' AND r.epoch = %s AND r.queued_at = %s "
         "FOR UPDATE OF r SKIP LOCKED", (epoch, batch_at)).fetchall()
 

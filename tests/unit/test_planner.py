@@ -311,13 +311,13 @@ def claimed(**fields: Any) -> dict[str, Any]:
 
 
 def test_a_run_message_carries_the_claimed_run_and_its_jobs_settings() -> None:
-    message = run_message(claimed())
+    message = run_message(claimed(due_at=NOW))
     assert message == RunMessage(
         run_id=41, job_id=7, scheduled_for=NOW, attempt=1, max_attempts=3, job_type="shell",
         payload={"command": "echo hi", "env": {}}, pool="default", priority=5,
         concurrency="forbid", timeout_s=30.0,
         backoff={"base": 1.0, "factor": 2.0, "cap": 600.0, "jitter": 0.25}, epoch=12,
-        start_deadline=NOW + sec(120), not_before=None, dispatch=2)
+        start_deadline=NOW + sec(120), not_before=NOW, dispatch=2)
     assert message.attempt_id == "41.1"
 
 
@@ -327,7 +327,21 @@ def test_a_first_attempt_claimed_with_its_due_time_must_not_start_before_it() ->
 
 
 def test_a_run_without_a_start_deadline_has_none() -> None:
-    assert run_message(claimed(start_deadline_s=None)).start_deadline is None
+    assert run_message(claimed(start_deadline_s=None, due_at=NOW)).start_deadline is None
+
+
+def test_the_start_deadline_counts_from_the_due_time_with_its_jitter() -> None:
+    # Fired at NOW, jittered to NOW + 7 s: the 120 s deadline ends at NOW + 127 s, as the
+    # leader's claim counts it (from scheduled_for it would end 7 s early on the worker).
+    message = run_message(claimed(due_at=NOW + sec(7)))
+    assert message.start_deadline == NOW + sec(127)
+
+
+def test_a_later_attempt_carries_no_start_deadline() -> None:
+    # A retry re-dispatched by the leader (its worker was lost) starts when it can: the
+    # deadline binds the run's first start only.
+    assert run_message(claimed(attempt=2, due_at=NOW)).start_deadline is None
+    assert run_message(claimed(attempt=2)).start_deadline is None
 
 
 def test_a_run_message_survives_the_wire() -> None:
