@@ -21,7 +21,14 @@ from common.broker import Broker, Delivery
 from common.daemon import UNEXPECTED, Lifecycle
 from common.db import Database, status
 from common.db import dead_letters as store
-from common.dead_letters import DeadLetter, ends_run, read, run_reason, unreadable
+from common.dead_letters import (
+    DeadLetter,
+    ends_run,
+    jsonable,
+    read,
+    run_reason,
+    unreadable,
+)
 from common.errors import DatabaseError, ServiceError
 from common.messages import StatusMessage
 from common.states import FINAL, RunState
@@ -36,6 +43,7 @@ FLUSH_INTERVAL = 0.2  # seconds a delivery waits for its batch to fill
 # once the run is final its stderr is there to quote.
 SETTLE = 5.0
 LEGACY_CHECK = 60.0  # seconds between looks for the dead-letter queue of earlier versions
+_KINDS = frozenset({"run", "status", "unknown"})
 
 
 @dataclass
@@ -147,7 +155,7 @@ class DeadLetterConsumer:
             log.error("dead_letter_recorded_bare", error=str(exc),
                       reason=entry.letters[0].reason, bytes=len(entry.delivery.body))
             bare = [replace(letter, run_id=None, job_id=None, attempt=None, by_broker=False,
-                            headers={"x-zeitplan-unrecordable": str(exc)})
+                            headers={"x-zeitplan-unrecordable": jsonable(str(exc))})
                     for letter in entry.letters]
             return self._record([_Pending(entry.delivery, bare, entry.since)])
 
@@ -168,8 +176,8 @@ class DeadLetterConsumer:
                       and ends_run(d, rows[d.run_id]["state"], rows[d.run_id]["attempt"])]
             applied = status.apply(conn, ending)
             added = store.record(conn, letters)
-        for letter in letters:
-            metrics.DEAD_LETTERS.labels(letter.kind).inc()
+        for letter in letters:  # a publisher's own kind is counted as "other": few labels
+            metrics.DEAD_LETTERS.labels(letter.kind if letter.kind in _KINDS else "other").inc()
         if added:
             log.info("dead_letters_recorded", count=added)
         for dead in applied.dead:
