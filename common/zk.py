@@ -64,6 +64,10 @@ class Coordinator:
         # The session the locks belong to, kept while disconnected (kazoo's client_id is
         # None then), None once it is lost.
         self._session: int | None = None
+        # When the last request answered while locks were held was sent: the server heard
+        # from this session then, so it expires it no sooner than a session timeout later.
+        self._contact = 0.0
+        self._stopping = threading.Event()
 
     # -- session -----------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
@@ -78,9 +82,11 @@ class Coordinator:
             raise CoordinationError(f"cannot reach ZooKeeper: {exc or type(exc).__name__}") \
                 from exc
         self._last_ok = time.monotonic()
+        threading.Thread(target=self._keep_contact, name="zk-lock-contact", daemon=True).start()
 
     def stop(self) -> None:
         """Close the session (its ephemeral nodes go at once); never raises."""
+        self._stopping.set()
         try:
             self._client.stop()
             self._client.close()
@@ -222,6 +228,7 @@ class Coordinator:
                 return False
             self._locks[name] = (token, self._session)
         taken = False
+        sent = time.monotonic()
         try:
             with _translate(f"take lock {name}"):
                 taken = self._create_or_claim(path, value)
@@ -232,6 +239,7 @@ class Coordinator:
             with self._locks_guard:
                 if taken:  # the session the node belongs to (a reconnect may have changed it)
                     self._locks[name] = (token, self._session)
+                    self._contact = max(self._contact, sent)
                 else:
                     self._locks.pop(name, None)
         return taken
@@ -307,10 +315,13 @@ class Coordinator:
 
         kazoo declares a silent connection down (SUSPENDED) at most 2/3 T (T: the session
         timeout) after the last request the server received, and the server expires the
-        session no sooner than T after it; the listener runs `lock_grace` (T/8) after
-        SUSPENDED unless the session came back, so what runs under the locks has another
-        T/8 to stop and T/12 remain before another session can take them. The bound
-        assumes the negotiated timeout is T (ZooKeeper keeps it within 2 and 20 ticks)."""
+        session no sooner than T after the last request it received; while locks are held
+        a request goes every T/6. Unless the session came back, the listener runs at the
+        later of T/8 after SUSPENDED and 2/3 T after the last answered request was sent,
+        so what runs under the locks has another T/8 to stop and T/12 remain before
+        another session can take them; a reset connection (a node stopped, an election)
+        has at least T/2 to come back. The bound assumes the negotiated timeout is T
+        (ZooKeeper keeps it within 2 and 20 ticks)."""
         self._risk_listeners.append(listener)
 
     @property
@@ -330,11 +341,31 @@ class Coordinator:
             self._cut += state != KazooState.SUSPENDED  # disarms an armed timer
             cut = self._cut
         if state == KazooState.SUSPENDED:
-            timer = threading.Timer(self.lock_grace, self._lock_risk, (cut,))
+            # The later of T/8 after kazoo's notice and 2/3 T after the last contact: either
+            # leaves 2 x T/8 to stop and T/12 to spare before the expiry (on_lock_risk).
+            at = max(self.lock_grace, self._contact + self.session_timeout * 2 / 3
+                     - time.monotonic())
+            timer = threading.Timer(at, self._lock_risk, (cut,))
             timer.daemon = True
             timer.start()
         elif state == KazooState.LOST:  # whatever comes next: the locks are gone
             self._client.handler.spawn(self._lock_risk, None)
+
+    def _keep_contact(self) -> None:
+        """While locks are held, a round trip every T/6, so that a connection reset (a
+        ZooKeeper node stopped, its leader re-elected) leaves the locks' work most of the
+        session timeout to reconnect before it must stop."""
+        every = self.session_timeout / 6
+        while not self._stopping.wait(every):
+            with self._locks_guard:
+                holding = bool(self._locks)
+            if holding and self._connected.is_set():
+                sent = time.monotonic()
+                try:
+                    self._bounded(self._client.exists_async(self.root), "keep in touch", every)
+                except CoordinationError:
+                    continue
+                self._contact = max(self._contact, sent)
 
     def _lock_risk(self, cut: int | None) -> None:
         with self._locks_guard:
