@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from common.config import required
 from common.sections import BrokerSection, HttpSection, LogSection, NodeSection, ZooKeeperSection
 
+CONFIRM_WAIT = 10.0  # seconds the leader waits for a window's confirms (BatchPublisher)
+
 
 @dataclass(frozen=True)
 class DatabaseSection:
@@ -27,7 +29,8 @@ class LeaderSection:
     runs_per_message: int = 10      # runs of one queue published together in one message
     stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
     lost_after: float = 10.0        # ... or this long, when its worker left ZooKeeper
-    orphan_grace: float = 10.0      # wait before re-publishing a dead leader's last batch
+    orphan_grace: float = 10.0      # a term's wait before re-publishing older terms'
+                                    # unconfirmed runs (at least the 10 s confirm wait)
     pools: tuple[str, ...] = ("default",)
 
     def __post_init__(self) -> None:
@@ -45,8 +48,10 @@ class LeaderSection:
             raise ValueError("'leader.stale_after' must be positive")
         if not 0 < self.lost_after <= self.stale_after:
             raise ValueError("'leader.lost_after' must be positive and at most stale_after")
-        if self.orphan_grace < 0:
-            raise ValueError("'leader.orphan_grace' must not be negative")
+        if self.orphan_grace < CONFIRM_WAIT:
+            # A deposed leader may wait this long for the confirms of a window it sent.
+            raise ValueError(f"'leader.orphan_grace' must be at least {CONFIRM_WAIT:g} "
+                             "seconds (the confirm wait of a window)")
 
     @property
     def refill_reach(self) -> float:

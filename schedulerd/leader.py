@@ -45,6 +45,8 @@ T = TypeVar("T")
 PUBLISH_RETRY = 0.05  # seconds before publishing again what RabbitMQ refused or missed
 REFUSALS_KEPT = 1.0  # seconds of refusals on one connection before it is replaced
 STOP_CHECK = 0.05  # seconds between checks for a stop while the dispatch loop sleeps
+RETRY_UNSENT = "the failed attempt's worker never sent its retry"
+SWEEP_INTERVAL = 2.0  # seconds between sweeps for older terms' unconfirmed runs
 
 
 class Refusals:
@@ -111,6 +113,7 @@ class Term:
         self.on_cycle = on_cycle
         self.heap = TimerHeap()
         self.unpublished: list[RunMessage] = []
+        self.unrecorded: list[tuple[int, int]] = []  # (run, dispatch) confirmed, not recorded
         self.uncertain: list[int] = []  # runs of a claim whose commit went unanswered
         self.broker = Broker(config.broker.urls, heartbeat=config.broker.heartbeat,
                              name=f"schedulerd-leader-{config.node.name}")
@@ -129,7 +132,7 @@ class Term:
         self.recorder: Recorder | None = None
         self.next_prune = 0.0
         self.cancel_marks = MarkKeeper(db, coord, timedelta(days=config.retention.runs_days))
-        self.orphan_check: tuple[float, int, datetime] | None = None
+        self.next_sweep = 0.0  # set when the term starts: orphan_grace from then
         self.published = 0
         self.refusals = Refusals(REFUSALS_KEPT)
         self.acting = True  # False while the lease does not hold (see may_act)
@@ -151,9 +154,7 @@ class Term:
                 if self.stop.is_set() or not self.may_act():
                     return
                 self.stop.wait(1.0)
-        if before.last_dispatch_at is not None:
-            self.orphan_check = (time.monotonic() + self.cfg.orphan_grace, before.epoch,
-                                 before.last_dispatch_at)
+        self.next_sweep = time.monotonic() + self.cfg.orphan_grace
         metrics.IS_LEADER.set(1)
         metrics.EPOCH.set(self.epoch)
         log.info("leader_elected", epoch=self.epoch, previous_epoch=before.epoch,
@@ -303,7 +304,7 @@ class Term:
             if not ids:
                 break
             with self._queuing(ids) as conn:
-                epochs.note_dispatch(conn, self.epoch)
+                epochs.check(conn, self.epoch)
                 skipped, rows = q.claim(conn, ids, self.epoch)
             metrics.SKIPPED.inc(len(skipped))
             order = {run_id: n for n, run_id in enumerate(ids)}
@@ -316,7 +317,9 @@ class Term:
 
     def _flush_unpublished(self) -> bool:
         """Publish what this term claimed, a window at a time, checking the lease before
-        each window; False if something is left (broker or lease)."""
+        each window, and record each window's confirmed copies; False if something is left
+        (broker or lease)."""
+        self._record_published()  # what an earlier failure of the database left
         while self.unpublished:
             if not self.may_act():
                 return False
@@ -331,6 +334,8 @@ class Term:
                 log.warning("publish_failed", unconfirmed=len(window) - len(sent),
                             error=str(exc))
             self.published += len(sent)
+            self.unrecorded.extend((window[n].run_id, window[n].dispatch) for n in sent)
+            self._record_published()
             self.unpublished[:len(window)] = [m for n, m in enumerate(window) if n not in sent]
             if len(sent) < len(window):
                 # A refusal (a queue between leaders, say) leaves the connection sound: the
@@ -343,30 +348,54 @@ class Term:
             self.refusals.accepted()
         return True
 
+    def _record_published(self) -> None:
+        """Record the copies RabbitMQ confirmed (one statement), so that no later term sends
+        them again; kept for the next try when the database fails."""
+        if not self.unrecorded:
+            return
+        try:
+            with self.db.transaction() as conn:
+                q.record_published(conn, self.unrecorded)
+        except DatabaseError as exc:
+            log.warning("publish_record_failed", runs=len(self.unrecorded), error=str(exc))
+            return
+        self.unrecorded = []
+
     def _recover(self) -> int:
-        """Re-dispatch attempts whose worker died, and a dead leader's unconfirmed batch."""
+        """Re-dispatch attempts whose worker died, and older terms' unconfirmed runs."""
         count = 0
         if time.monotonic() >= self.next_stale_check:
             self.next_stale_check = time.monotonic() + min(2.0, self.cfg.lost_after / 4)
             count += self._requeue_lost()
-        if self.orphan_check and time.monotonic() >= self.orphan_check[0]:
-            _, old_epoch, batch_at = self.orphan_check
-            taken: list[int] = []
-            with self._queuing(taken) as conn:
-                epochs.note_dispatch(conn, self.epoch)
-                rows = q.orphans(conn, old_epoch, batch_at)
-                taken.extend(r["run_id"] for r in rows)
-                fresh = q.redispatch(conn, taken, self.epoch)
-            self.orphan_check = None  # only now: a failed check is made again
-            for row in rows:
-                row.update(fresh[row["run_id"]])
-            self.unpublished.extend(run_message(r) for r in rows)
-            metrics.REDISPATCHED.labels("leader_lost").inc(len(rows))
-            if rows:
-                log.warning("orphans_republished", count=len(rows), old_epoch=old_epoch)
-            count += len(rows)
-            self._flush_unpublished()
+            count += self._retry_unsent()
+        if time.monotonic() >= self.next_sweep:
+            swept = self._republish_unconfirmed()
+            # Set only now, so that a failed sweep is tried again; a full one goes on at once.
+            self.next_sweep = time.monotonic() + (0 if swept == self.cfg.batch
+                                                  else SWEEP_INTERVAL)
+            count += swept
         return count
+
+    def _republish_unconfirmed(self) -> int:
+        """Publish again, as new copies of this term, the queued runs of older terms whose
+        publish RabbitMQ never confirmed. Only from `orphan_grace` after the term began: a
+        deposed leader may still be waiting for a window's confirms until then."""
+        taken: list[int] = []
+        with self._queuing(taken) as conn:
+            epochs.check(conn, self.epoch)
+            rows = q.unconfirmed(conn, self.epoch, self.cfg.batch)
+            taken.extend(r["run_id"] for r in rows)
+            fresh = q.redispatch(conn, taken, self.epoch)
+        if not rows:
+            return 0
+        log.warning("unconfirmed_runs_republished", count=len(rows),
+                    old_epochs=sorted({r["epoch"] for r in rows}))
+        for row in rows:
+            row.update(fresh[row["run_id"]])
+        self.unpublished.extend(run_message(r) for r in rows)
+        metrics.REDISPATCHED.labels("leader_lost").inc(len(rows))
+        self._flush_unpublished()
+        return len(rows)
 
     def _prune(self) -> None:
         keep = self.config.retention
@@ -390,7 +419,7 @@ class Term:
             live = None  # membership unknown: only missing heartbeats count
         requeued: list[int] = []
         with self._queuing(requeued) as conn:
-            epochs.note_dispatch(conn, self.epoch)
+            epochs.check(conn, self.epoch)
             rows = q.lost_attempts(
                 conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
                 quiet_before=now - timedelta(seconds=self.cfg.lost_after),
@@ -406,14 +435,37 @@ class Term:
                         next_attempt=row["attempt"])
         self.unpublished.extend(run_message(r) for r in retry)
         for row in dead:
-            self._bury(row)
+            self._bury(row, "worker lost; no attempts left")
         metrics.REDISPATCHED.labels("worker_lost").inc(len(retry))
         return len(rows)
 
-    def _bury(self, row: dict[str, Any]) -> None:
+    def _retry_unsent(self) -> int:
+        """Give the next attempt to runs left failed or timed out because their worker never
+        got its retry message confirmed (it lost its connection or died), or bury them when
+        no attempt is left."""
+        stale_before = utcnow() - timedelta(seconds=self.cfg.stale_after)
+        requeued: list[int] = []
+        with self._queuing(requeued) as conn:
+            epochs.check(conn, self.epoch)
+            rows = q.unsent_retries(conn, stale_before, self.cfg.batch)
+            retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
+            dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
+            requeued.extend(r["run_id"] for r in retry)
+            fresh = q.requeue(conn, requeued, self.epoch, RETRY_UNSENT)
+            q.bury(conn, [r["run_id"] for r in dead], f"{RETRY_UNSENT}; no attempts left")
+        for row in retry:
+            log.warning("retry_unsent", run_id=row["run_id"], state=row["state"],
+                        worker=row["worker"], next_attempt=fresh[row["run_id"]]["attempt"])
+            row.update(fresh[row["run_id"]])
+        self.unpublished.extend(run_message(r) for r in retry)
+        for row in dead:
+            self._bury(row, f"{RETRY_UNSENT}; no attempts left")
+        metrics.REDISPATCHED.labels("retry_unsent").inc(len(retry))
+        return len(rows)
+
+    def _bury(self, row: dict[str, Any], reason: str) -> None:
         try:
-            self.publisher.dead(run_message({**row, "epoch": self.epoch}),
-                                "worker lost; no attempts left")
+            self.publisher.dead(run_message({**row, "epoch": self.epoch}), reason)
         except BrokerError as exc:
             log.warning("dead_letter_publish_failed", run_id=row["run_id"], error=str(exc))
 

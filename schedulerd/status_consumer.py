@@ -148,7 +148,8 @@ class StatusConsumer:
                                 row["max_attempts"], run_copy=row["dispatch"],
                                 reported_copy=report.dispatch)
             if action == "republish":  # as a new copy: a later report of this one is stale
-                row.update(q.redispatch(conn, [row["run_id"]], row["epoch"])[row["run_id"]])
+                row.update(q.redispatch(conn, [row["run_id"]], row["epoch"],
+                                        published=True)[row["run_id"]])
                 self.publisher.run(run_message(row))
                 metrics.REDISPATCHED.labels("redelivered").inc()
             elif action in ("retry", "bury"):
@@ -167,8 +168,8 @@ class StatusConsumer:
         """Publish the next attempt of a claimed run (locked by the caller), or bury it when
         it has none left. Publishing before the commit re-publishes rather than loses."""
         if row["attempt"] < row["max_attempts"]:
-            row.update(q.requeue(conn, [row["run_id"]], row["epoch"], reason)[row["run_id"]],
-                       state="queued")
+            row.update(q.requeue(conn, [row["run_id"]], row["epoch"], reason,
+                                 published=True)[row["run_id"]], state="queued")
             self.publisher.run(run_message(row))
             metrics.REDISPATCHED.labels("worker_lost").inc()
             log.warning("worker_lost", run_id=row["run_id"], reason=reason,

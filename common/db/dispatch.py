@@ -127,6 +127,27 @@ def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: dat
     return running + waiting
 
 
+def unsent_retries(conn: Connection, stale_before: datetime, limit: int
+                   ) -> list[dict[str, Any]]:
+    """Runs whose last attempt failed or timed out and that neither went on to `retrying`
+    (reported once the worker's retry message is confirmed) nor to `dead`, for longer than
+    the stale window plus the delay before their next attempt (which a retry message
+    confirmed without its report would have started within): the worker lost its
+    connection or died before its retry or dead letter was confirmed. Locked for this
+    transaction."""
+    return conn.execute(
+        f"SELECT {_RUN_FIELDS}, r.worker, r.state FROM runs r JOIN jobs j ON j.id = r.job_id "
+        "WHERE r.state IN ('failed', 'timed_out') AND r.updated_at < %s - make_interval("
+        "  secs => CASE WHEN r.attempt >= j.max_attempts THEN 0 "
+        # The delay before attempt n + 1 (common.schedule.backoff), compared as logarithms
+        # so that a large factor cannot overflow.
+        "    WHEN (r.attempt - 1) * ln(j.backoff_factor) >= ln(j.backoff_cap_s / j.backoff_base_s)"
+        "    THEN j.backoff_cap_s "
+        "    ELSE j.backoff_base_s * power(j.backoff_factor, r.attempt - 1) END) "
+        "ORDER BY r.updated_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
+        (stale_before, limit)).fetchall()
+
+
 def abandoned(conn: Connection, worker: str, at: datetime,
               executing: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
     """Attempts running on `worker` in the database that started before `at` but are not
@@ -140,17 +161,20 @@ def abandoned(conn: Connection, worker: str, at: datetime,
         (worker, at, pairs)).fetchall()
 
 
-def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str
-            ) -> dict[int, dict[str, Any]]:
-    """Give lost runs their next attempt (the caller publishes them). Returns, by run id,
-    the fields that changed for the message (attempt, dispatch, epoch)."""
+def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str, *,
+            published: bool = False) -> dict[int, dict[str, Any]]:
+    """Give lost runs their next attempt. The caller publishes them after the commit, or
+    before it (`published`: the commit then records the new copy as confirmed). Returns,
+    by run id, the fields that changed for the message (attempt, dispatch, epoch)."""
     if not ids:
         return {}
     return _by_run(conn.execute(
         "UPDATE runs SET state = 'queued', attempt = attempt + 1, dispatch = dispatch + 1, "
+        "published_dispatch = CASE WHEN %s THEN dispatch + 1 ELSE published_dispatch END, "
         "queued_at = now(), epoch = %s, error = %s, worker = NULL, started_at = NULL, "
         "heartbeat_at = NULL, updated_at = now() WHERE id = ANY(%s) "
-        "RETURNING id, attempt, dispatch, epoch", (epoch, error, list(ids))).fetchall())
+        "RETURNING id, attempt, dispatch, epoch",
+        (published, epoch, error, list(ids))).fetchall())
 
 
 def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
@@ -161,25 +185,46 @@ def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
             " WHERE id = ANY(%s)", (reason, list(ids)))
 
 
-def orphans(conn: Connection, epoch: int, batch_at: datetime) -> list[dict[str, Any]]:
-    """Runs of a former term's last dispatch batch that are still queued: their publish
-    may not have been confirmed before that leader died (with the due time their start
-    deadline counts from)."""
+def unconfirmed(conn: Connection, before_epoch: int, limit: int) -> list[dict[str, Any]]:
+    """Queued runs of terms before `before_epoch` whose latest copy RabbitMQ never
+    confirmed (their leader died or was deposed between the commit that queued them and
+    the record of the confirm), oldest first, locked for this transaction."""
     return conn.execute(
         f"SELECT {_RUN_FIELDS}, r.epoch, r.due_at FROM runs r JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.state = 'queued' AND r.epoch = %s AND r.queued_at = %s "
-        "FOR UPDATE OF r SKIP LOCKED", (epoch, batch_at)).fetchall()
+        "WHERE r.state = 'queued' AND r.epoch < %s AND r.published_dispatch < r.dispatch "
+        "ORDER BY r.queued_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
+        (before_epoch, limit)).fetchall()
 
 
-def redispatch(conn: Connection, ids: Sequence[int], epoch: int) -> dict[int, dict[str, Any]]:
+def redispatch(conn: Connection, ids: Sequence[int], epoch: int, *,
+               published: bool = False) -> dict[int, dict[str, Any]]:
     """Record that queued runs are published again, as term `epoch`'s: a new copy, queued
-    now. Returns, by run id, the fields that changed for the message (dispatch, epoch)."""
+    now, published after the commit or before it (`published`, as in `requeue`). Returns,
+    by run id, the fields that changed for the message (dispatch, epoch)."""
     if not ids:
         return {}
     return _by_run(conn.execute(
         "UPDATE runs SET epoch = %s, dispatch = dispatch + 1, queued_at = now(), "
+        "published_dispatch = CASE WHEN %s THEN dispatch + 1 ELSE published_dispatch END, "
         "updated_at = now() WHERE id = ANY(%s) RETURNING id, dispatch, epoch",
-        (epoch, list(ids))).fetchall())
+        (epoch, published, list(ids))).fetchall())
+
+
+def record_published(conn: Connection, copies: Sequence[tuple[int, int]]) -> None:
+    """Record that RabbitMQ confirmed these (run id, dispatch) copies. Not fenced: it states
+    a fact, true whichever term sent them. Rows are locked in id order, as the status
+    consumer locks them, so the two never deadlock; a run that has left `queued` or been
+    sent again since needs no record."""
+    if not copies:
+        return
+    ordered = sorted(copies)
+    conn.execute(
+        "WITH c AS (SELECT r.id, t.d FROM runs r "
+        "  JOIN unnest(%s::bigint[], %s::int[]) AS t(id, d) ON r.id = t.id "
+        "  WHERE r.state = 'queued' AND r.dispatch = t.d AND r.published_dispatch < t.d "
+        "  ORDER BY r.id FOR UPDATE OF r) "
+        "UPDATE runs SET published_dispatch = c.d FROM c WHERE runs.id = c.id",
+        ([c[0] for c in ordered], [c[1] for c in ordered]))
 
 
 def _by_run(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

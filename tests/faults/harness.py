@@ -127,10 +127,11 @@ class FaultEnv:
 
     # -- the workload ----------------------------------------------------------------------
     @contextmanager
-    def workload(self) -> Iterator[Workload]:
-        """A started workload, stopped (feeder) when the block ends."""
+    def workload(self, *, steady: bool = True) -> Iterator[Workload]:
+        """A started workload (without standing jobs and feeder unless `steady`), stopped
+        when the block ends."""
         load = Workload(self.db, self.ledger)
-        load.start()
+        load.start(steady=steady)
         try:
             yield load
         finally:

@@ -6,6 +6,8 @@ Standing jobs (created at start): seconds-level crons and intervals, fast and sl
 with a 2 s misfire grace (fire_once, skip, fire_all) so an outage shows the policy. A
 feeder thread adds immediate (`now`) and one-off (`at`) jobs every second; `burst()` adds
 many `at` jobs due together (heavy dispatch). Every job is a shell job writing the ledger.
+A scenario that needs a quiet cluster starts the workload without standing jobs and feeder
+and creates only its own jobs.
 
 A job's name is ``wl-<role>-<n>``; the role says how it behaves (ROLES), so the checker
 needs nothing but the jobs table and the ledger, even for a job whose creation raised.
@@ -74,6 +76,11 @@ ROLES: dict[str, Role] = {
     "at-flaky": Role("at", "", Behaviour(fail_until=2), {"max_attempts": 3,
                                                           "backoff_base_s": 0.5}),
     "burst": Role("at", "", options=FAST_RETRY),
+    "burst-1s": Role("at", "", Behaviour(slow=1.0), FAST_RETRY),
+    "at-flaky-slow": Role("at", "", Behaviour(slow=3.0, fail_until=2), {
+        "max_attempts": 3, "backoff_base_s": 0.5}),
+    "at-doomed-slow": Role("at", "", Behaviour(slow=3.0, fail_until=99), {
+        "max_attempts": 2, "backoff_base_s": 0.5}),
 }
 STANDING = ("tick", "tick2-slow", "every3", "every5-slow", "forbid-tick", "forbid-every2",
             "flaky", "doomed", "late-once", "late-skip", "late-all")
@@ -101,9 +108,11 @@ class Workload:
         self._stop = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="workload-feeder", daemon=True)
 
-    def start(self) -> None:
-        """Create the standing jobs and start feeding."""
+    def start(self, *, steady: bool = True) -> None:
+        """Create the standing jobs and start feeding (unless not `steady`)."""
         self.started = datetime.now(UTC)
+        if not steady:
+            return
         for role in STANDING:
             self.create(role)
         self._feeder.start()
@@ -111,7 +120,8 @@ class Workload:
     def stop(self) -> datetime:
         """Stop feeding; returns the end of the checked window."""
         self._stop.set()
-        self._feeder.join(30)
+        if self._feeder.is_alive():
+            self._feeder.join(30)
         self.ended = datetime.now(UTC)
         return self.ended
 
@@ -138,12 +148,13 @@ class Workload:
         self.created += 1
         return int(job["id"])
 
-    def burst(self, count: int, first: datetime, spread: float) -> int:
-        """`count` one-off jobs due from `first` over `spread` seconds; returns how many."""
+    def burst(self, count: int, first: datetime, spread: float, role: str = "burst") -> int:
+        """`count` one-off jobs of `role` due from `first` over `spread` seconds; returns
+        how many."""
         made = 0
         for n in range(count):
             at = first + timedelta(seconds=spread * n / max(1, count))
-            made += self.create("burst", at) is not None
+            made += self.create(role, at) is not None
         return made
 
     def _feed(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from common import broker as topo
 from common import jobops
 from common.broker import Broker
 from common.db import Database
+from common.db.migrate import migrate
 from common.devcluster import LocalCluster
 from common.devstack import Stack
 from common.errors import MessageError
@@ -44,6 +46,22 @@ def stack_fixture(cluster: LocalCluster, **options: Any) -> Iterator[Stack]:
     stack.start()
     yield stack
     stack.stop()
+
+
+def scratch_database(cluster: LocalCluster) -> Iterator[str]:
+    """A migrated database of its own on `cluster` (its DSN), dropped afterwards: for tests
+    that must not disturb the shared stack's leader."""
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    admin = cluster.settings.pg_dsn
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(admin)
+    info["dbname"] = name
+    dsn = psycopg.conninfo.make_conninfo(**info)
+    migrate(dsn)
+    yield dsn
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def heal(stack: Stack) -> None:

@@ -347,6 +347,7 @@ BROKER = '[broker]\nurls = ["amqp://rmq1:5672/"]\n'
         ("leader", "[leader]\nruns_per_message = 0\n", "'leader.runs_per_message'"),
         ("leader", "[leader]\nstale_after = 0\n", "stale_after"),
         ("leader", "[leader]\norphan_grace = -1\n", "orphan_grace"),
+        ("leader", "[leader]\norphan_grace = 9\n", "'leader.orphan_grace'"),
     ],
     ids=last_line,
 )

@@ -1,0 +1,112 @@
+"""The leader's recovery queries against PostgreSQL: which copies RabbitMQ confirmed, which
+queued runs an older term left unconfirmed, and which failed runs never had their retry
+sent (a scratch database: no scheduler acts on it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from common.db import Database
+from common.db import dispatch as q
+from common.db import epoch as epochs
+from common.devcluster import LocalCluster
+from tests.integration.support import create, scratch_database
+
+EPOCH = 7
+
+
+@pytest.fixture
+def scratch(cluster: LocalCluster) -> Iterator[Database]:
+    """A pool on a scratch database whose recorded epoch is EPOCH."""
+    for dsn in scratch_database(cluster):
+        pool = Database(dsn, max_size=2, name="published-copies")
+        with pool.transaction() as conn:
+            epochs.claim(conn, EPOCH, "sched-test")
+        yield pool
+        pool.close()
+
+
+def _runs(db: Database, count: int, **job: Any) -> list[int]:
+    """`count` runs of a new job, recorded and claimed (queued, first copy) by EPOCH."""
+    job_id = create(db, f"job-{datetime.now(UTC).timestamp()}", command="true", **job)["id"]
+    first = datetime.now(UTC).replace(microsecond=0)
+    fires = [first + timedelta(seconds=n) for n in range(count)]
+    with db.transaction() as conn:
+        q.record_fires(conn, [q.NewRun(job_id, at, at, 5, "default") for at in fires], EPOCH)
+        ids = [r["id"] for r in conn.execute(
+            "SELECT id FROM runs WHERE job_id = %s ORDER BY id", (job_id,)).fetchall()]
+        q.claim(conn, ids, EPOCH)
+    return ids
+
+
+def _unconfirmed(db: Database, before_epoch: int) -> set[int]:
+    with db.transaction() as conn:
+        return {r["run_id"] for r in q.unconfirmed(conn, before_epoch, 100)}
+
+
+def _copies(db: Database, ids: list[int]) -> list[tuple[int, int]]:
+    with db.transaction() as conn:
+        return [(r["dispatch"], r["published_dispatch"]) for r in conn.execute(
+            "SELECT dispatch, published_dispatch FROM runs WHERE id = ANY(%s) ORDER BY id",
+            (ids,)).fetchall()]
+
+
+def test_only_copies_never_confirmed_are_swept_and_only_by_a_later_term(
+        scratch: Database) -> None:
+    a, b, c, d = _runs(scratch, 4)
+    with scratch.transaction() as conn:
+        # c's record names a copy before its latest: it confirms nothing.
+        q.record_published(conn, [(b, 1), (a, 1), (c, 0)])
+    assert _unconfirmed(scratch, EPOCH) == set()  # the term's own: it still holds them
+    assert _unconfirmed(scratch, EPOCH + 1) == {c, d}
+    with scratch.transaction() as conn:
+        fresh = q.redispatch(conn, [c, d], EPOCH + 1)
+    assert {k: v["dispatch"] for k, v in fresh.items()} == {c: 2, d: 2}
+    assert _unconfirmed(scratch, EPOCH + 1) == set()
+    with scratch.transaction() as conn:
+        q.record_published(conn, [(c, 2)])
+        conn.execute("UPDATE runs SET state = 'running' WHERE id = %s", (a,))
+    assert _unconfirmed(scratch, EPOCH + 2) == {d}
+    with scratch.transaction() as conn:
+        conn.execute("UPDATE runs SET state = 'running' WHERE id = %s", (d,))
+        q.record_published(conn, [(d, 2)])  # no longer queued: nothing to record
+    assert _unconfirmed(scratch, EPOCH + 2) == set()
+    assert _copies(scratch, [a, b, c, d]) == [(1, 1), (1, 1), (2, 2), (2, 0)]
+
+
+def test_copies_published_before_the_commit_are_recorded_with_it(scratch: Database) -> None:
+    a, b, c = _runs(scratch, 3)
+    with scratch.transaction() as conn:
+        q.redispatch(conn, [a], EPOCH, published=True)
+        q.requeue(conn, [b], EPOCH, "worker lost", published=True)
+        q.requeue(conn, [c], EPOCH, "worker lost")
+    assert _copies(scratch, [a, b, c]) == [(2, 2), (2, 2), (2, 0)]
+    assert _unconfirmed(scratch, EPOCH + 1) == {c}
+
+
+def test_a_failed_run_is_retried_after_the_stale_window_and_its_next_backoff(
+        scratch: Database) -> None:
+    # Delay before attempt 3: 2 * 2 ** 1 = 4 s; the last attempt has no retry to wait for.
+    late, recent, last, still_running = _runs(
+        scratch, 4, max_attempts=3, backoff_base_s=2, backoff_factor=2, backoff_cap_s=100)
+    # A factor so large that the delay must be capped without computing the power.
+    huge, = _runs(scratch, 1, max_attempts=100, backoff_base_s=1, backoff_factor=1e6,
+                  backoff_cap_s=50)
+    now = datetime.now(UTC)
+    ago = {late: (2, "failed", 65), recent: (2, "timed_out", 63), last: (3, "timed_out", 61),
+           still_running: (2, "running", 90), huge: (80, "failed", 109)}
+    with scratch.transaction() as conn:
+        for run_id, (attempt, state, seconds) in ago.items():
+            conn.execute("UPDATE runs SET attempt = %s, state = %s, updated_at = %s "
+                         "WHERE id = %s", (attempt, state, now - timedelta(seconds=seconds),
+                                           run_id))
+    with scratch.transaction() as conn:
+        found = q.unsent_retries(conn, now - timedelta(seconds=60), 100)
+    assert sorted(r["run_id"] for r in found) == sorted([late, last])
+    with scratch.transaction() as conn:
+        found = q.unsent_retries(conn, now - timedelta(seconds=58), 100)
+    assert sorted(r["run_id"] for r in found) == sorted([late, recent, last, huge])
