@@ -4,16 +4,19 @@ the lock until it really ends."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import replace
 from typing import Any, cast
 
+import pytest
+
 from common.broker import Delivery
 from common.messages import RedeliveredMessage, RunMessage, StatusMessage, decode, encode
 from common.zk import Coordinator
 from tests.unit.test_executor_hold import delivery
-from workerd.attempt import FENCED, AttemptRunner, Slot
+from workerd.attempt import EXIT_UNLOCKED, FENCED, AttemptRunner, Slot
 from workerd.config import WorkerConfig, WorkerSection
 from workerd.jobtypes import JobContext, Outcome, load_job_types
 from workerd.jobtypes.strays import Strays
@@ -208,3 +211,41 @@ def test_strays_are_capped_and_counted_until_they_end() -> None:
     assert third is not None
     third.end()
     assert not third.abandon() and pen.count == 1  # it ended before its attempt did
+
+
+def test_a_job_thread_left_under_a_lost_lock_makes_the_worker_exit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+    exited = threading.Event()
+
+    def exit_now(status: int) -> None:
+        exits.append(status)
+        exited.set()
+    monkeypatch.setattr(os, "_exit", exit_now)
+    locks = Locks()
+    job = Stubborn(linger=5.0)  # ignores its cancel far longer than the lock's grace
+    attempts, broker = runner(locks, job)
+    found, receipt = forbid(62)
+    executing(attempts, found, receipt)
+    locks.safe = False  # the session that holds the lock is gone
+    attempts.fence()
+    broker.wait_settled(5)
+    assert exited.wait(5) and exits == [EXIT_UNLOCKED]
+    assert not job.ended.is_set() and locks.released == []
+
+
+def test_a_job_thread_left_under_a_lock_still_held_does_not_make_the_worker_exit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "_exit", lambda status: pytest.fail(f"exit {status}"))
+    locks = Locks()
+    job = Stubborn(linger=1.0)
+    attempts, broker = runner(locks, job)
+    found, receipt = forbid(63)
+    executing(attempts, found, receipt)
+    attempts.fence()  # the session came back in time: `holds` stays true
+    broker.wait_settled(5)
+    assert job.ended.wait(5)
+    deadline = time.monotonic() + 5
+    while not locks.released and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [name for name, _ in locks.released] == ["job-63"]
