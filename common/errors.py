@@ -43,6 +43,11 @@ class DatabaseError(ServiceError):
     """PostgreSQL failed or is unreachable."""
 
 
+class DataRefused(DatabaseError):
+    """PostgreSQL refused a statement's data (SQLSTATE classes 22 and 23): trying again
+    cannot help, unlike for the other database errors."""
+
+
 class BrokerError(ServiceError):
     """RabbitMQ failed or is unreachable."""
 

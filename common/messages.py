@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field
 from datetime import datetime
@@ -19,6 +20,10 @@ from common.states import RunState
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# An exit code travels as it fits PostgreSQL's `integer` column (a plug-in may return any
+# int); text without lone surrogates or NUL, which PostgreSQL refuses in text and JSON.
+INT32 = (-2**31, 2**31 - 1)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -97,15 +102,20 @@ class LogMessage:
 
 @dataclass(frozen=True)
 class RedeliveredMessage:
-    """A worker received a run message again (its earlier consumer died or gave it back);
-    the schedulers decide from the database whether that attempt had started. `dispatch`
-    is the copy's (RunMessage.dispatch); None from a worker older than that field."""
+    """A worker received a run message again (its earlier consumer died or gave it back),
+    or dropped it as stale (`seen_epoch`); the schedulers decide from the database whether
+    that attempt had started. `dispatch` is the copy's (RunMessage.dispatch); None from a
+    worker older than that field."""
 
     run_id: int
     attempt: int
     worker: str
     at: datetime
     dispatch: int | None = None
+    # Set when the worker dropped the copy unstarted because its epoch is older than this
+    # one, the newest it had seen (a deposed leader may have published it): the copy that
+    # replaces it must carry this epoch at least, or it would be dropped again.
+    seen_epoch: int | None = None
     type: str = field(default="redelivered", init=False)
 
 
@@ -129,11 +139,21 @@ _DATETIMES = {"scheduled_for", "start_deadline", "not_before", "at", "started_at
 
 
 def encode(message: Message) -> bytes:
-    """The wire form of one message (fields read directly: no deep copy on the hot path)."""
+    """The wire form of one message (fields read directly: no deep copy on the hot path).
+
+    What PostgreSQL would refuse is made storable here, so one odd report (a plug-in's
+    error text with a lone surrogate, an exit code past 32 bits) cannot stop the status
+    queue: lone surrogates and NUL in text fields become U+FFFD, `exit_code` is clamped to
+    the 32-bit range."""
     body: dict[str, Any] = {}
     for name in message.__dataclass_fields__:
         value = getattr(message, name)
-        if isinstance(value, datetime):
+        if isinstance(value, str):
+            if not value.isascii() or "\x00" in value:  # isascii() is a flag: O(1)
+                value = _UNSTORABLE.sub("\ufffd", value)
+        elif name == "exit_code" and value is not None:
+            value = min(max(value, INT32[0]), INT32[1])
+        elif isinstance(value, datetime):
             value = value.isoformat()
         elif isinstance(value, bytes):
             value = base64.b64encode(value).decode("ascii")
@@ -173,9 +193,19 @@ def decode(body: bytes) -> Message:
 
 def decode_batch(body: bytes) -> list[Message]:
     """Parse a body holding one message or a JSON list of them."""
+    return [_decode_obj(item) for item in load_batch(body)]
+
+
+def load_batch(body: bytes) -> list[Any]:
+    """The JSON objects of a body holding one message or a JSON list of them, each to be
+    checked by `decode_item` (so that one bad message can be set apart from the others)."""
     data = _load(body)
-    items = data if isinstance(data, list) else [data]
-    return [_decode_obj(item) for item in items]
+    return data if isinstance(data, list) else [data]
+
+
+def decode_item(item: Any) -> Message:
+    """Check one JSON object of `load_batch` as a message; MessageError says what is wrong."""
+    return _decode_obj(item)
 
 
 def _load(body: bytes) -> Any:
@@ -213,7 +243,7 @@ def _decode_obj(data: Any) -> Message:
 
 
 _INT_FIELDS = {"run_id", "job_id", "attempt", "max_attempts", "priority", "epoch", "seq",
-               "exit_code", "dispatch"}
+               "exit_code", "dispatch", "seen_epoch"}
 
 
 def _convert(cls: type[Any], name: str, value: Any) -> Any:

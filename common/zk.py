@@ -211,6 +211,15 @@ class Coordinator:
         self._last_ok = time.monotonic()
         return int(stat.mzxid)
 
+    def watch_epoch(self, seen: Callable[[int], None]) -> None:
+        """Call `seen(epoch)` (on a kazoo thread) with the newest leadership epoch, at once
+        and after every new one. Returns without waiting: kazoo's data watch retries its
+        read until ZooKeeper answers, and reads again after every reconnection."""
+        def changed(_data: bytes | None, stat: Any) -> None:
+            if stat is not None:  # None: no leader has taken an epoch yet
+                seen(int(stat.mzxid))
+        self._client.handler.spawn(self._client.DataWatch, f"{self.root}/epoch", changed)
+
     # -- overlap locks -----------------------------------------------------------------
     def try_lock(self, name: str, data: dict[str, Any]) -> bool:
         """Take the ephemeral lock `name` with `data`; False when another holds it (another

@@ -1,12 +1,18 @@
 """Every scheduler node consumes the status queue into PostgreSQL, in batches.
 
 A batch is acknowledged only after its transaction commits; a replayed batch changes
-nothing (events are applied forward-only, logs and attempts are upserts).
+nothing (events are applied forward-only, logs and attempts are upserts). One event that
+PostgreSQL refuses does not hold the others back: a refused batch is split until that
+event stands alone, and it goes to the dead letters with the reason (as does a message
+that does not parse). Run messages the batch decides to publish (a fresh copy, the next
+attempt, a dead letter) go out only after its commit.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -16,14 +22,18 @@ from common.broker import Broker, Delivery
 from common.daemon import UNEXPECTED, Lifecycle
 from common.db import Connection, Database
 from common.db import dispatch as q
+from common.db import epoch as epochs
 from common.db import status as store
-from common.errors import BrokerError, DatabaseError, MessageError
+from common.errors import BrokerError, DatabaseError, DataRefused, MessageError
 from common.messages import (
     HeartbeatMessage,
     LogMessage,
     RedeliveredMessage,
+    RunMessage,
     StatusMessage,
-    decode_batch,
+    StatusQueueMessage,
+    decode_item,
+    load_batch,
 )
 from schedulerd import metrics
 from schedulerd.config import SchedulerConfig
@@ -31,6 +41,34 @@ from schedulerd.planner import redelivery, run_message
 from schedulerd.publisher import RunPublisher
 
 log = structlog.get_logger()
+Decided = tuple[RunMessage, str | None]  # a copy to publish, or a dead letter (its reason)
+REASON = "x-zeitplan-reason"  # dead-letter headers: why, and what kind of message
+KIND = "x-zeitplan-kind"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message of a delivery, with the body to dead-letter it by if it is refused."""
+
+    message: StatusQueueMessage
+    item: Any  # its JSON object
+    body: bytes | None  # the delivery's body when it held this message alone
+
+    def raw(self) -> bytes:
+        """The event as received (its own JSON again when it came in a list)."""
+        return self.body if self.body is not None else json.dumps(self.item).encode()
+
+
+def settle_action(row: dict[str, Any], report: RedeliveredMessage) -> str:
+    """What to do about a copy of a run that came back (see planner.redelivery), or that a
+    worker dropped for its old epoch: then, when the run's attempt failed, another delivery
+    of the same copy was executed, and that worker sends the next attempt (or buries it)."""
+    action = redelivery(row["state"], row["attempt"], report.attempt, row["max_attempts"],
+                        run_copy=row["dispatch"], reported_copy=report.dispatch)
+    if report.seen_epoch is not None and report.attempt == row["attempt"] \
+            and action in ("retry", "bury"):
+        return "ignore"
+    return action
 
 
 class StatusConsumer:
@@ -45,6 +83,11 @@ class StatusConsumer:
                              name=f"schedulerd-status-{config.node.name}")
         self.publisher = RunPublisher(self.broker, config.leader.pools)
         self.pending: list[Delivery] = []
+        # What committed transactions decided to publish, not yet confirmed, in order: kept
+        # across a reconnection (the batch's reports, replayed, find the run moved on and
+        # do not decide it again); then the confirmed copies not yet recorded as such.
+        self.unpublished: list[Decided] = []
+        self.unrecorded: list[tuple[int, int]] = []
 
     def run(self) -> None:
         """Consume until stopped, reconnecting with backoff."""
@@ -70,6 +113,7 @@ class StatusConsumer:
 
     def _connect(self) -> None:
         self.publisher.connect()
+        self._publish_committed()
         self.broker.set_prefetch(self.cfg.batch * 2)
         self.broker.consume(topo.STATUS, self._receive)
 
@@ -89,35 +133,61 @@ class StatusConsumer:
                 self.life.ready_reason = None if self.db.ping() else "database unreachable"
 
     def flush(self) -> None:
-        """Apply the pending deliveries in one transaction, then acknowledge them."""
+        """Apply the pending deliveries, then acknowledge them. A message that does not
+        parse, or an event PostgreSQL refuses, goes to the dead letters with the reason."""
         batch, self.pending = self.pending, []
-        statuses: list[StatusMessage] = []
-        beats: list[HeartbeatMessage] = []
-        chunks: list[LogMessage] = []
-        returned: list[RedeliveredMessage] = []
-        bad: list[Delivery] = []
+        events: list[Event] = []
+        refused: list[tuple[bytes, str]] = []
         for delivery in batch:
             try:
-                messages = decode_batch(delivery.body)
+                items = load_batch(delivery.body)
             except MessageError as exc:
-                log.warning("status_message_rejected", error=str(exc))
-                bad.append(delivery)
+                refused.append((delivery.body, str(exc)))
                 continue
-            for message in messages:
-                if isinstance(message, StatusMessage):
-                    statuses.append(message)
-                elif isinstance(message, HeartbeatMessage):
-                    beats.append(message)
-                elif isinstance(message, LogMessage):
-                    chunks.append(message)
-                elif isinstance(message, RedeliveredMessage):
-                    returned.append(message)
+            alone = delivery.body if len(items) == 1 else None
+            for item in items:
+                try:
+                    message = decode_item(item)
+                    if not isinstance(message, StatusQueueMessage):
+                        raise MessageError(f"a {message.type} message on the status queue")
+                except MessageError as exc:
+                    refused.append((alone or json.dumps(item).encode(), str(exc)))
+                    continue
+                events.append(Event(message, item, alone))
+        if events:
+            self._apply(events, refused)
+        for body, reason in refused:
+            self._dead_letter(body, reason)
+        if batch:
+            self.broker.ack(batch[-1].tag, multiple=True)
+
+    def _apply(self, events: list[Event], refused: list[tuple[bytes, str]]) -> None:
+        """Apply events in one transaction; if PostgreSQL refuses their data, apply each
+        half on its own (in order), down to the one event it refuses, which is set aside."""
+        try:
+            self._commit([e.message for e in events])
+        except DataRefused as exc:
+            if len(events) == 1:
+                refused.append((events[0].raw(), str(exc)))
+                return
+            half = len(events) // 2
+            log.info("status_batch_split", events=len(events), error=str(exc))
+            self._apply(events[:half], refused)
+            self._apply(events[half:], refused)
+
+    def _commit(self, messages: list[StatusQueueMessage]) -> None:
+        """One transaction for `messages`; what it publishes goes out after the commit."""
+        statuses = [m for m in messages if isinstance(m, StatusMessage)]
+        beats = [m for m in messages if isinstance(m, HeartbeatMessage)]
+        chunks = [m for m in messages if isinstance(m, LogMessage)]
+        returned = [m for m in messages if isinstance(m, RedeliveredMessage)]
+        publish: list[Decided] = []
         with self.db.transaction() as conn:
             applied = store.apply(conn, statuses)
             store.heartbeats(conn, beats)
-            self._abandoned(conn, beats)
+            self._abandoned(conn, beats, publish)
             store.logs(conn, chunks)
-            self._redeliver(conn, returned)
+            self._redeliver(conn, returned, publish)
         metrics.STATUS_EVENTS.labels("applied").inc(applied.moved)
         metrics.STATUS_EVENTS.labels("ignored").inc(applied.ignored)
         for dead in applied.dead:
@@ -125,56 +195,81 @@ class StatusConsumer:
             log.error("run_dead", **dead)
         for job_id in applied.paused_jobs:
             log.warning("job_paused_after_failures", job_id=job_id)
-        for delivery in bad:
-            self.broker.reject(delivery.tag, requeue=False)
-        if bad:
-            for delivery in batch:
-                if delivery not in bad:
-                    self.broker.ack(delivery.tag)
-        elif batch:
-            self.broker.ack(batch[-1].tag, multiple=True)
+        self.unpublished.extend(publish)
+        self._publish_committed()
 
-    def _redeliver(self, conn: Connection, reports: list[RedeliveredMessage]) -> None:
-        """Settle run messages that came back to a queue. Publishing happens before the
-        transaction commits, so a crash in between re-publishes rather than loses."""
+    def _publish_committed(self) -> None:
+        """Publish what committed transactions decided, in order, each confirmed; then
+        record the confirmed copies, so that no later term's sweep sends them again."""
+        while self.unpublished:
+            message, dead = self.unpublished[0]
+            if dead is None:
+                self.publisher.run(message)
+                self.unrecorded.append((message.run_id, message.dispatch))
+            else:
+                self.publisher.dead(message, dead)
+            del self.unpublished[0]
+        if self.unrecorded:
+            with self.db.transaction() as conn:
+                q.record_published(conn, self.unrecorded)
+            self.unrecorded = []
+
+    def _dead_letter(self, body: bytes, reason: str) -> None:
+        """Set a status-queue message aside in the dead letters, saying why."""
+        metrics.STATUS_EVENTS.labels("refused").inc()
+        log.error("status_event_refused", reason=reason, size=len(body))
+        self.broker.publish(topo.DEAD, "", body, headers={REASON: reason, KIND: "status"})
+
+    def _redeliver(self, conn: Connection, reports: list[RedeliveredMessage],
+                   publish: list[Decided]) -> None:
+        """Settle run messages that came back to a queue or that a worker dropped for their
+        old epoch. A fresh copy carries the current epoch, or the one the worker had seen
+        if newer (a leader may take its epoch in ZooKeeper before it records it here), so
+        no worker that saw that epoch drops it again."""
         if not reports:
             return
+        current = epochs.current(conn).epoch
         rows = {r["run_id"]: r for r in q.claimed_runs(conn, sorted({m.run_id for m in reports}))}
         for report in reports:
             row = rows.get(report.run_id)
             if row is None:
                 continue
-            action = redelivery(row["state"], row["attempt"], report.attempt,
-                                row["max_attempts"], run_copy=row["dispatch"],
-                                reported_copy=report.dispatch)
+            action = settle_action(row, report)
+            epoch = max(current, report.seen_epoch or 0)
             if action == "republish":  # as a new copy: a later report of this one is stale
-                row.update(q.redispatch(conn, [row["run_id"]], row["epoch"],
-                                        published=True)[row["run_id"]])
-                self.publisher.run(run_message(row))
-                metrics.REDISPATCHED.labels("redelivered").inc()
+                row.update(q.redispatch(conn, [row["run_id"]], epoch)[row["run_id"]])
+                publish.append((run_message(row), None))
+                metrics.REDISPATCHED.labels(
+                    "stale_epoch" if report.seen_epoch is not None else "redelivered").inc()
             elif action in ("retry", "bury"):
-                self._next_attempt(conn, row, "worker lost")
+                self._next_attempt(conn, row, "worker lost", epoch, publish)
 
-    def _abandoned(self, conn: Connection, beats: list[HeartbeatMessage]) -> None:
+    def _abandoned(self, conn: Connection, beats: list[HeartbeatMessage],
+                   publish: list[Decided]) -> None:
         """Give the next attempt to runs a live worker no longer executes though it never
         reported their outcome (its heartbeat lists everything it executes, and comes after
         every outcome it published: see HeartbeatMessage)."""
+        current: int | None = None
         for beat in beats:
             if beat.complete:
                 for row in q.abandoned(conn, beat.worker, beat.at, beat.runs):
-                    self._next_attempt(conn, row, f"attempt given up by {beat.worker}")
+                    current = current or epochs.current(conn).epoch
+                    self._next_attempt(conn, row, f"attempt given up by {beat.worker}",
+                                       current, publish)
 
-    def _next_attempt(self, conn: Connection, row: dict[str, Any], reason: str) -> None:
-        """Publish the next attempt of a claimed run (locked by the caller), or bury it when
-        it has none left. Publishing before the commit re-publishes rather than loses."""
+    def _next_attempt(self, conn: Connection, row: dict[str, Any], reason: str, epoch: int,
+                      publish: list[Decided]) -> None:
+        """Queue the next attempt of a claimed run (locked by the caller), stamped with
+        `epoch`, or bury it when it has none left; `publish` gets what to send after the
+        commit."""
         if row["attempt"] < row["max_attempts"]:
-            row.update(q.requeue(conn, [row["run_id"]], row["epoch"], reason,
-                                 published=True)[row["run_id"]], state="queued")
-            self.publisher.run(run_message(row))
+            row.update(q.requeue(conn, [row["run_id"]], epoch, reason)[row["run_id"]],
+                       state="queued")
+            publish.append((run_message(row), None))
             metrics.REDISPATCHED.labels("worker_lost").inc()
             log.warning("worker_lost", run_id=row["run_id"], reason=reason,
                         next_attempt=row["attempt"])
         else:
             q.bury(conn, [row["run_id"]], f"{reason}; no attempts left")
             row["state"] = "dead"
-            self.publisher.dead(run_message(row), f"{reason}; no attempts left")
+            publish.append((run_message(row), f"{reason}; no attempts left"))

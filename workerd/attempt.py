@@ -35,6 +35,7 @@ from common.states import RunState
 from common.zk import Coordinator
 from workerd import metrics
 from workerd.config import WorkerConfig
+from workerd.epochs import Epochs
 from workerd.jobtypes import JobContext, JobType, Outcome, RunKey
 from workerd.outbox import Confirmation, Outbox, Publish, Report
 from workerd.overlap import WAIT_LIMIT, admit, lock_name
@@ -68,7 +69,8 @@ class AttemptRunner:
     """Carries out attempts; shared by the executor's threads."""
 
     def __init__(self, config: WorkerConfig, coord: Coordinator, outbox: Outbox,
-                 job_types: dict[str, JobType], stop: threading.Event) -> None:
+                 job_types: dict[str, JobType], stop: threading.Event,
+                 epochs: Epochs | None = None) -> None:
         self.cfg = config.worker
         self.sql = config.sql
         self.worker = config.node.name
@@ -79,6 +81,7 @@ class AttemptRunner:
         self._guard = threading.Lock()
         self._locked: dict[int, Slot] = {}  # id(slot) -> slot, attempts under a lock
         self._kept: set[str] = set()  # locks kept for a job thread that outlived its attempt
+        self.epochs = epochs or Epochs()  # the newest epoch seen: retries carry it
 
     def starts_plainly(self, delivery: Delivery, message: RunMessage, cancelled: bool) -> bool:
         """True when an attempt needs no decision before it starts, so it may be reported
@@ -88,6 +91,16 @@ class AttemptRunner:
         return (message.concurrency == "allow" and not cancelled and not _handed_back(delivery)
                 and (message.not_before is None or message.not_before <= now)
                 and not start_deadline_missed(message, now))
+
+    def drop_stale(self, receipt: Receipt, newest: int) -> None:
+        """Settle a run message older than the `newest` epoch seen without starting it, and
+        report it: the schedulers publish a fresh copy if the run still needs one."""
+        message = receipt.message
+        log.warning("run_message_stale", run_id=message.run_id, attempt=message.attempt,
+                    epoch=message.epoch, newest_epoch=newest)
+        self.outbox.put(Report(RedeliveredMessage(
+            message.run_id, message.attempt, self.worker, utcnow(), message.dispatch,
+            seen_epoch=newest)), *receipt.done())
 
     def handle(self, delivery: Delivery, receipt: Receipt, slot: Slot, cancelled: bool) -> None:
         """Decide, execute and report one delivered attempt."""
@@ -292,8 +305,10 @@ class AttemptRunner:
                           cap=timedelta(seconds=message.backoff["cap"]),
                           jitter=message.backoff["jitter"])
         delay = backoff.delay(message.attempt + 1, seed=message.attempt_id)
+        # The start deadline binds the first start only. Stamped with the newest epoch seen:
+        # published now, the retry is no deposed leader's copy.
         retry = replace(message, attempt=message.attempt + 1, not_before=utcnow() + delay,
-                        start_deadline=None)  # it binds the first start only
+                        start_deadline=None, epoch=max(message.epoch, self.epochs.newest))
         seconds = delay.total_seconds()
         # `retrying` is reported once the retry message is with the broker: a run that comes
         # back to a queue while `failed` may have lost its retry, one `retrying` has not.

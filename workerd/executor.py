@@ -33,6 +33,7 @@ from common.messages import CancelMessage, HeartbeatMessage, RunMessage, decode_
 from workerd import metrics
 from workerd.attempt import HOLD_LIMIT, AttemptRunner, Slot, utcnow
 from workerd.cancel_memory import CancelMemory
+from workerd.epochs import Epochs
 from workerd.outbox import Action, Confirmation, Outbox, Report, Settle
 from workerd.receipt import Pack, Receipt
 
@@ -60,8 +61,9 @@ class Executor:
     """
 
     def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int,
-                 cancels: CancelMemory | None = None) -> None:
+                 cancels: CancelMemory | None = None, epochs: Epochs | None = None) -> None:
         self.runner = runner
+        self.epochs = epochs or Epochs()  # a run message older than the newest is dropped
         self.outbox = outbox
         self.slots = slots
         self.send: Callable[[list[Action]], None] = lambda actions: outbox.put(*actions)
@@ -113,6 +115,9 @@ class Executor:
         for message in runs:
             receipt = Receipt(delivery.tag, generation, delivery.routing_key, message,
                               None if pack else delivery.body, pack)
+            if self.epochs.stale(message.epoch):
+                self.runner.drop_stale(receipt, self.epochs.newest)
+                continue
             entry = (-message.priority, next(self._order), delivery, receipt)
             due = message.not_before
             if due is not None and 0 < (due - now).total_seconds() <= HOLD_LIMIT:

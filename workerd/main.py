@@ -16,6 +16,7 @@ from common.httpd import HttpServer, health_route, metrics_route
 from common.zk import Coordinator
 from workerd.attempt import AttemptRunner
 from workerd.config import WorkerConfig
+from workerd.epochs import Epochs
 from workerd.executor import Executor
 from workerd.jobtypes import load_job_types
 from workerd.outbox import Outbox
@@ -45,10 +46,11 @@ class Worker:
                                  session_timeout=config.zookeeper.session_timeout,
                                  name=self.name)
         slots = config.worker.slots
+        self.epochs = Epochs()  # the newest leadership epoch seen
         self.runner = AttemptRunner(config, self.coord, self.outbox, load_job_types(),
-                                    self.life.stopping)
+                                    self.life.stopping, epochs=self.epochs)
         self.coord.on_lock_risk(self.runner.fence)
-        self.executor = Executor(self.runner, self.outbox, slots)
+        self.executor = Executor(self.runner, self.outbox, slots, epochs=self.epochs)
         self.transport = Transport(
             AsyncBroker(config.broker.urls, heartbeat=config.broker.heartbeat,
                         name=f"workerd-{self.name}"),
@@ -83,6 +85,7 @@ class Worker:
                     lambda: self.coord.watch_cancel_marks(self.executor.marks_changed),
                     self.life, service="ZooKeeper", error=CoordinationError):
                 return
+            self.coord.watch_epoch(self.epochs.see)
             self.executor.start()
             transport.start()
             sd_notify("READY=1")

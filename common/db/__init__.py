@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from common.errors import DatabaseError
+from common.errors import DatabaseError, DataRefused
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -46,6 +46,8 @@ class Database:
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise DatabaseError(f"database unavailable: {_first_line(exc)}") from exc
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise DataRefused(f"data refused: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise DatabaseError(f"database error: {_first_line(exc)}") from exc
 
