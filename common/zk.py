@@ -411,10 +411,12 @@ class Coordinator:
         return False
 
     # -- cancellation marks --------------------------------------------------------------
+    # Each reply is awaited a third of the session timeout at most (as the lease's round
+    # trip): the leader's pass over the marks holds its dispatch cycle no longer.
     def cancel_marks(self) -> set[str]:
         """The names of every cancellation mark (one request)."""
         return set(self._bounded(self._client.get_children_async(f"{self.root}/cancelled"),
-                                 "list cancellations"))
+                                 "list cancellations", self.session_timeout / 3))
 
     def add_cancel_marks(self, names: Iterable[str]) -> None:
         """Create the persistent marks `names` (those that exist already are left alone),
@@ -423,14 +425,15 @@ class Coordinator:
         sent = [(name, self._client.create_async(f"{path}/{name}")) for name in names]
         for name, result in sent:
             with _translate(f"mark {name} cancelled"), contextlib.suppress(NodeExistsError):
-                result.get(timeout=self.session_timeout)
+                result.get(timeout=self.session_timeout / 3)
 
     def remove_cancel_marks(self, names: Iterable[str]) -> None:
         """Delete the marks `names` (those already gone are fine), sent together."""
         path = f"{self.root}/cancelled"
         sent = [(name, self._client.delete_async(f"{path}/{name}")) for name in names]
         for name, result in sent:
-            self._bounded(result, f"forget cancellation {name}", missing_ok=True)
+            self._bounded(result, f"forget cancellation {name}", self.session_timeout / 3,
+                          missing_ok=True)
 
     def watch_cancel_marks(self, changed: Callable[[list[str]], None]) -> None:
         """Call `changed(names)` with every mark now (before returning), then on kazoo's

@@ -211,6 +211,7 @@ class Term:
         self.acting = self.may_act()
         if not self.acting:
             return "leader: ZooKeeper unreachable, holding dispatch"
+        self.cancel_marks.step(self.epoch)  # needs no RabbitMQ: copies may still be delivered
         if not self._ensure_broker():
             return "leader: RabbitMQ unreachable, holding dispatch"
         if not self._flush_unpublished():
@@ -228,7 +229,6 @@ class Term:
         published = steps.timed("dispatch", self._dispatch_due)
         recovered = steps.timed("recover", self._recover)
         steps.timed("prune", self._prune)
-        steps.timed("cancels", self.cancel_marks.step, self.epoch)
         if steps.total > self.cfg.dispatch_ahead:
             log.warning("leader_cycle_slow", seconds=round(steps.total, 3), **steps.rounded())
         metrics.TIMER_HEAP.set(len(self.heap))

@@ -61,7 +61,7 @@ class Executor:
     """
 
     def __init__(self, runner: AttemptRunner, outbox: Outbox, slots: int,
-                 cancels: CancelMemory | None = None, epochs: Epochs | None = None) -> None:
+                 epochs: Epochs | None = None) -> None:
         self.runner = runner
         self.epochs = epochs or Epochs()  # a run message older than the newest is dropped
         self.outbox = outbox
@@ -81,7 +81,7 @@ class Executor:
         self._running: dict[int, Slot] = {}
         self._serial = itertools.count()
         self._lock = threading.Lock()
-        self.cancels = cancels or CancelMemory()
+        self.cancels = CancelMemory()
         self._taking = threading.Event()
         self._taking.set()
         self._threads = [threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)

@@ -19,7 +19,9 @@ from common.db import Connection, Database
 from common.db import dispatch as q
 from common.devcluster import LocalCluster
 from common.errors import FencedOut
+from common.messages import CancelMessage
 from common.zk import Coordinator
+from schedctl.services import Broadcast
 from schedulerd.cancel_marks import Synced, sync
 from tests.integration.support import SESSION_TIMEOUT, wait_for
 from tests.integration.test_fencing_locks import EPOCH, dsn  # noqa: F401 - the fixture
@@ -129,3 +131,14 @@ def test_cancellations_become_marks_that_a_watch_sees_and_expire_with_retention(
         wait_for(lambda: seen[-1] == {f"run-{queued}"}, 10, "the watch to drop the mark")
     finally:
         db.close()
+
+
+def test_schedctl_with_zookeeper_hosts_marks_a_cancellation_before_it_returns(
+        cluster: LocalCluster, coord: Coordinator) -> None:
+    notify = Broadcast([], cluster.settings.zk_hosts, zk_root=coord.root)
+    notify(CancelMessage(run_id=12, job_id=None))
+    notify(CancelMessage(run_id=None, job_id=3))
+    notify(CancelMessage(run_id=12, job_id=None))  # again: the mark is there already
+    assert coord.cancel_marks() == {"run-12", "job-3"}
+    warning = notify.warning()  # no AMQP URLs: running attempts stop through the mark
+    assert warning is not None and "mark" in warning
