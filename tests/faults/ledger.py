@@ -3,8 +3,9 @@
 Every attempt appends to ``<dir>/<run_id>`` a start line, ``S attempt time worker``, and,
 if it gets that far, an end line, ``E attempt time worker exit_code``. Lines are short
 appends (atomic under O_APPEND), so concurrent attempts of one run never interleave. The
-worker's name comes from the harness's process tag, which the shell job inherits
-(``<uuid>:<daemon name>``, see common.devcluster.process).
+worker's name comes from the harness's process tag (``<uuid>:<daemon name>``, see
+common.devcluster.process) in the environment of the job's parent, the worker: a shell
+job's own environment is clean.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Ledger:
         """The shell job's argv: record the start, behave, record the end, exit."""
         book = shlex.quote(str(self.dir))
         lines = [
-            f'f={book}/"$ZEITPLAN_RUN_ID"; w="${{ZEITPLAN_PROCESS_TAG##*:}}"',
+            f'f={book}/"$ZEITPLAN_RUN_ID"',
+            "w=$(tr '\\0' '\\n' < /proc/$PPID/environ | sed -n 's/^ZEITPLAN_PROCESS_TAG=.*://p')",
             'echo "S $ZEITPLAN_ATTEMPT $EPOCHREALTIME $w" >> "$f"',
         ]
         if behaviour.slow:
