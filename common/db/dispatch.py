@@ -161,20 +161,18 @@ def abandoned(conn: Connection, worker: str, at: datetime,
         (worker, at, pairs)).fetchall()
 
 
-def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str, *,
-            published: bool = False) -> dict[int, dict[str, Any]]:
-    """Give lost runs their next attempt. The caller publishes them after the commit, or
-    before it (`published`: the commit then records the new copy as confirmed). Returns,
-    by run id, the fields that changed for the message (attempt, dispatch, epoch)."""
+def requeue(conn: Connection, ids: Sequence[int], epoch: int, error: str
+            ) -> dict[int, dict[str, Any]]:
+    """Give lost runs their next attempt (the caller publishes them after the commit, then
+    records the confirmed copies). Returns, by run id, the fields that changed for the
+    message (attempt, dispatch, epoch)."""
     if not ids:
         return {}
     return _by_run(conn.execute(
         "UPDATE runs SET state = 'queued', attempt = attempt + 1, dispatch = dispatch + 1, "
-        "published_dispatch = CASE WHEN %s THEN dispatch + 1 ELSE published_dispatch END, "
         "queued_at = now(), epoch = %s, error = %s, worker = NULL, started_at = NULL, "
         "heartbeat_at = NULL, updated_at = now() WHERE id = ANY(%s) "
-        "RETURNING id, attempt, dispatch, epoch",
-        (published, epoch, error, list(ids))).fetchall())
+        "RETURNING id, attempt, dispatch, epoch", (epoch, error, list(ids))).fetchall())
 
 
 def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
@@ -196,18 +194,16 @@ def unconfirmed(conn: Connection, before_epoch: int, limit: int) -> list[dict[st
         (before_epoch, limit)).fetchall()
 
 
-def redispatch(conn: Connection, ids: Sequence[int], epoch: int, *,
-               published: bool = False) -> dict[int, dict[str, Any]]:
+def redispatch(conn: Connection, ids: Sequence[int], epoch: int) -> dict[int, dict[str, Any]]:
     """Record that queued runs are published again, as term `epoch`'s: a new copy, queued
-    now, published after the commit or before it (`published`, as in `requeue`). Returns,
-    by run id, the fields that changed for the message (dispatch, epoch)."""
+    now (published after the commit, as in `requeue`). Returns, by run id, the fields that
+    changed for the message (dispatch, epoch)."""
     if not ids:
         return {}
     return _by_run(conn.execute(
         "UPDATE runs SET epoch = %s, dispatch = dispatch + 1, queued_at = now(), "
-        "published_dispatch = CASE WHEN %s THEN dispatch + 1 ELSE published_dispatch END, "
         "updated_at = now() WHERE id = ANY(%s) RETURNING id, dispatch, epoch",
-        (epoch, published, list(ids))).fetchall())
+        (epoch, list(ids))).fetchall())
 
 
 def record_published(conn: Connection, copies: Sequence[tuple[int, int]]) -> None:

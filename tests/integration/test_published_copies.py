@@ -78,14 +78,14 @@ def test_only_copies_never_confirmed_are_swept_and_only_by_a_later_term(
     assert _copies(scratch, [a, b, c, d]) == [(1, 1), (1, 1), (2, 2), (2, 0)]
 
 
-def test_copies_published_before_the_commit_are_recorded_with_it(scratch: Database) -> None:
-    a, b, c = _runs(scratch, 3)
+def test_a_next_attempt_is_a_new_copy_not_confirmed_until_recorded(scratch: Database) -> None:
+    a, b = _runs(scratch, 2)
     with scratch.transaction() as conn:
-        q.redispatch(conn, [a], EPOCH, published=True)
-        q.requeue(conn, [b], EPOCH, "worker lost", published=True)
-        q.requeue(conn, [c], EPOCH, "worker lost")
-    assert _copies(scratch, [a, b, c]) == [(2, 2), (2, 2), (2, 0)]
-    assert _unconfirmed(scratch, EPOCH + 1) == {c}
+        q.record_published(conn, [(a, 1), (b, 1)])
+        q.requeue(conn, [a, b], EPOCH, "worker lost")
+        q.record_published(conn, [(b, 2)])
+    assert _copies(scratch, [a, b]) == [(2, 1), (2, 2)]
+    assert _unconfirmed(scratch, EPOCH + 1) == {a}
 
 
 def test_a_failed_run_is_retried_after_the_stale_window_and_its_next_backoff(
