@@ -27,8 +27,8 @@ class LeaderSection:
     dispatch_ahead: float = 0.25    # publish runs this early; workers hold them until due
     batch: int = 500                # runs per dispatch transaction
     runs_per_message: int = 10      # runs of one queue published together in one message
-    stale_after: float = 60.0       # a running attempt without heartbeat this long is lost
-    lost_after: float = 10.0        # ... or this long, when its worker left ZooKeeper
+    stale_after: float = 60.0       # no heartbeat this long: lost, if membership is unknown
+    lost_after: float = 10.0        # no heartbeat this long and its worker left ZooKeeper
     orphan_grace: float = 10.0      # a term's wait before re-publishing older terms'
                                     # unconfirmed runs (at least the 10 s confirm wait)
     pools: tuple[str, ...] = ("default",)

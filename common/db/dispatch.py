@@ -109,15 +109,21 @@ def lost_attempts(conn: Connection, *, stale_before: datetime, quiet_before: dat
                   live_workers: Sequence[str] | None,
                   limit: int) -> list[dict[str, Any]]:
     """Attempts whose worker is gone, locked for this transaction: running with no
-    heartbeat since `stale_before`, or since `quiet_before` while their worker is not among
-    the `live_workers` (None: membership unknown); and runs waiting for a retry that has not
-    come for longer than the job's longest backoff plus the stale window."""
+    heartbeat since `quiet_before` while their worker is not among the `live_workers`;
+    when membership is unknown (`live_workers` None), running with no heartbeat since
+    `stale_before`. A live member's attempt is never taken: its heartbeats may only be
+    late (status intake held up by a RabbitMQ outage), and if it gave the attempt up, its
+    own complete heartbeat says so. And runs waiting for a retry that has not come for
+    longer than the job's longest backoff plus the stale window."""
     running = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.state = 'running' AND (r.heartbeat_at < %s OR (%s::text[] IS NOT NULL AND "
-        "r.heartbeat_at < %s AND NOT (coalesce(r.worker, '') = ANY(%s::text[])))) "
-        "ORDER BY r.heartbeat_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-        (stale_before, live_workers, quiet_before, live_workers, limit)).fetchall()
+        "WHERE r.state = 'running' AND CASE WHEN %(live)s::text[] IS NULL "
+        "  THEN r.heartbeat_at < %(stale)s "
+        "  ELSE r.heartbeat_at < %(quiet)s "
+        "    AND NOT (coalesce(r.worker, '') = ANY(%(live)s::text[])) END "
+        "ORDER BY r.heartbeat_at LIMIT %(limit)s FOR UPDATE OF r SKIP LOCKED",
+        {"live": live_workers, "stale": stale_before, "quiet": quiet_before,
+         "limit": limit}).fetchall()
     waiting = conn.execute(
         f"SELECT {_RUN_FIELDS}, r.worker FROM runs r JOIN jobs j ON j.id = r.job_id "
         "WHERE r.state = 'retrying' AND "
