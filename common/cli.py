@@ -25,8 +25,9 @@ def load_or_exit(cls: type[T], path: Path | None, program: str) -> T:
 
 
 def daemon_config(cls: type[T], program: str, description: str | None,
-                  argv: list[str] | None) -> T | None:
-    """Parse `-c FILE` and `--check-config`; the loaded config, or None after a check."""
+                  argv: list[str] | None) -> tuple[T, Path | None] | None:
+    """Parse `-c FILE` and `--check-config`; the loaded config and its file (read again on
+    a reload), or None after a check."""
     parser = argparse.ArgumentParser(prog=program, description=description)
     parser.add_argument("-c", "--config", type=Path, help="TOML config file")
     parser.add_argument("--check-config", action="store_true",
@@ -36,4 +37,4 @@ def daemon_config(cls: type[T], program: str, description: str | None,
     if args.check_config:
         print(f"{program}: config {args.config or '<defaults>'} is valid")
         return None
-    return config
+    return config, args.config

@@ -13,7 +13,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,3 +157,30 @@ def _from_env(tp: Any, text: str) -> Any:
     if tp is str:
         return text
     raise ValueError("cannot be set from the environment")
+
+
+def changed(old: Any, new: Any) -> list[str]:
+    """The dotted keys (``section.key``) whose values differ between two configs."""
+    found: list[str] = []
+    for section in dataclasses.fields(old):
+        before, after = getattr(old, section.name), getattr(new, section.name)
+        found.extend(f"{section.name}.{key.name}" for key in dataclasses.fields(before)
+                     if getattr(before, key.name) != getattr(after, key.name))
+    return found
+
+
+def merge(old: T, new: T, keys: Collection[str]) -> T:
+    """`old` with the values of `new` for `keys`: whole sections (``retention``) or single
+    keys (``log.level``)."""
+    sections: dict[str, Any] = {}
+    for section in dataclasses.fields(old):  # type: ignore[arg-type]
+        value = getattr(old, section.name)
+        if section.name in keys:
+            value = getattr(new, section.name)
+        else:
+            picked = {key.name: getattr(getattr(new, section.name), key.name)
+                      for key in dataclasses.fields(value) if f"{section.name}.{key.name}" in keys}
+            if picked:
+                value = dataclasses.replace(value, **picked)
+        sections[section.name] = value
+    return dataclasses.replace(old, **sections)  # type: ignore[type-var]

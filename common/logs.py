@@ -11,6 +11,25 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = ("password", "token", "secret", "dsn", "authorization")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR,
+           "critical": logging.CRITICAL}
+_threshold = logging.INFO  # events below it are dropped; set_level changes it at run time
+
+
+def _by_level(_: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop events below the current level. A processor, not the bound logger's own filter:
+    loggers are cached on first use with the filter of their time, and a reload must reach
+    them too."""
+    if _LEVELS.get(method, logging.INFO) < _threshold:
+        raise structlog.DropEvent
+    return event
+
+
+def set_level(level: str) -> None:
+    """Log events of `level` (debug, info, warning, error) and above from now on."""
+    global _threshold  # noqa: PLW0603 - the one process-wide setting a reload changes
+    _threshold = _LEVELS[level.lower()]
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -32,9 +51,10 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (structlog.processors.JSONRenderer() if as_json
                      else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-    numeric = logging.getLevelName(level.upper())
+    set_level(level)
     structlog.configure(
         processors=[
+            _by_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -42,7 +62,8 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.format_exc_info if as_json else structlog.dev.set_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        # Every level reaches the processors (the lowest a config may ask for is debug).
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

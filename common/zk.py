@@ -68,6 +68,10 @@ class Coordinator:
         # from this session then, so it expires it no sooner than a session timeout later.
         self._contact = 0.0
         self._stopping = threading.Event()
+        # The election under way and the one thread that cancels it on a stop (see contend).
+        self._election_lock = threading.Lock()
+        self._election: Any = None
+        self._cancel_on: threading.Event | None = None
 
     # -- session -----------------------------------------------------------------------
     def start(self, timeout: float = 15.0) -> None:
@@ -182,16 +186,33 @@ class Coordinator:
     def contend(self, lead: Callable[[], None], cancelled: threading.Event) -> None:
         """Wait to be elected, run `lead()` while leader, resign when it returns.
 
-        Returns when `lead` returns or `cancelled` is set before election.
+        Returns when `lead` returns or `cancelled` is set before election. `cancelled` must
+        be the same event on every call (the process's stop flag): one thread per process
+        watches it and cancels the election under way, not a new thread per term.
         """
         election = self._client.Election(f"{self.root}/election", self.name)
+        with self._election_lock:
+            if self._cancel_on is None:
+                self._cancel_on = cancelled
+                threading.Thread(target=self._cancel_when_set, args=(cancelled,), daemon=True,
+                                 name="election-cancel").start()
+            elif self._cancel_on is not cancelled:
+                raise ValueError("contend() takes the same cancel event on every call")
+            self._election = election
+            if cancelled.is_set():  # set before the watcher could see this election
+                election.cancel()
+        try:
+            with _translate("take part in the election"):
+                election.run(lead)
+        finally:
+            with self._election_lock:
+                self._election = None
 
-        def watch_cancel() -> None:
-            cancelled.wait()
-            election.cancel()
-        threading.Thread(target=watch_cancel, daemon=True, name="election-cancel").start()
-        with _translate("take part in the election"):
-            election.run(lead)
+    def _cancel_when_set(self, cancelled: threading.Event) -> None:
+        cancelled.wait()
+        with self._election_lock:
+            if self._election is not None:
+                self._election.cancel()
 
     def leader_name(self) -> str | None:
         """The identifier of the current leader, if any."""

@@ -16,6 +16,9 @@ class DatabaseSection:
 
     dsn: str = required()
     pool_size: int = 4
+    # Lead although commits are not replicated synchronously: a failover may then lose the
+    # last claims (a run executes twice) and outcomes. See docs/ARCHITECTURE.md.
+    allow_async_replication: bool = False
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from schedulerd.planner import redelivery, run_message
 from schedulerd.publisher import RunPublisher
 
 log = structlog.get_logger()
+INTAKE_LOOP = "status intake"  # the loop's name for liveness (Lifecycle.beat)
 Decided = tuple[RunMessage, str | None]  # a copy to publish, or a dead letter (its reason)
 REASON = "x-zeitplan-reason"  # dead-letter headers: why, and what kind of message
 KIND = "x-zeitplan-kind"
@@ -107,7 +108,7 @@ class StatusConsumer:
                     log.exception(UNEXPECTED)
                 self.broker.close()
                 self.pending.clear()  # unacked deliveries come back from the broker
-                time.sleep(delay)
+                self.life.idle(INTAKE_LOOP, delay)  # retrying is running: no hang
                 delay = min(delay * 2, 5.0)
         self.broker.close()
 
@@ -124,7 +125,7 @@ class StatusConsumer:
         last_flush = time.monotonic()
         while not self.should_stop():
             self.broker.process(self.cfg.flush_interval)
-            self.life.beat()
+            self.life.beat(INTAKE_LOOP)
             due = time.monotonic() - last_flush >= self.cfg.flush_interval
             if self.pending and (len(self.pending) >= self.cfg.batch or due):
                 self.flush()

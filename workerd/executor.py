@@ -94,6 +94,20 @@ class Executor:
         for thread in self._threads:
             thread.start()
 
+    def resize(self, slots: int) -> None:
+        """Execute up to `slots` attempts at once from now on (a config reload): more slot
+        threads start at once; with fewer, the attempts in hand finish and no more are taken
+        until they are under the new number (a surplus slot thread idles)."""
+        with self._lock:
+            self.slots = slots
+            started = sum(1 for thread in self._threads if thread.name.startswith("slot-"))
+        for n in range(started, slots):
+            thread = threading.Thread(target=self._serve, name=f"slot-{n}", daemon=True)
+            self._threads.append(thread)
+            if self._threads[0].is_alive():  # else start() starts it with the others
+                thread.start()
+        self.wake()
+
     # -- called from the broker thread -------------------------------------------------
     def submit(self, delivery: Delivery, generation: int) -> None:
         """Accept a delivery of one run message or a pack of them: parse it now; a malformed

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import structlog
 
 from common import logs
 from common.broker_async import AsyncBroker
 from common.cli import daemon_config
-from common.daemon import Lifecycle, connect_with_backoff, guarded, sd_notify
+from common.daemon import Lifecycle, connect_with_backoff, guarded, reload_config, sd_notify
 from common.errors import CoordinationError
 from common.httpd import HttpServer, health_route, metrics_route
 from common.zk import Coordinator
@@ -23,22 +24,26 @@ from workerd.outbox import Outbox
 from workerd.transport import Transport
 
 log = structlog.get_logger()
+# What a reload changes (the rest needs a restart): the slots at once.
+RELOADABLE = ("log.level", "worker.concurrency")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `workerd` command."""
-    config = daemon_config(WorkerConfig, "workerd", __doc__, argv)
-    if config is None:
+    loaded = daemon_config(WorkerConfig, "workerd", __doc__, argv)
+    if loaded is None:
         return
+    config, path = loaded
     logs.configure(config.log.level, config.log.format)
-    Worker(config).serve()
+    Worker(config, path).serve()
 
 
 class Worker:
     """One workerd process."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, path: Path | None = None) -> None:
         self.config = config
+        self.path = path
         self.name = config.node.name
         self.life = Lifecycle("workerd")
         self.outbox = Outbox()
@@ -71,6 +76,7 @@ class Worker:
     def serve(self) -> None:
         """Run until SIGTERM, then drain and stop in order."""
         self.life.install_signals()
+        self.life.supervise(self._reload)
         self.http.start()
         log.info("workerd_starting", node=self.name, http_port=self.http.port,
                  slots=self.config.worker.slots, pools=list(self.config.worker.pools))
@@ -120,6 +126,16 @@ class Worker:
             log.warning("registration_failed", error=str(exc))
             self.life.ready_reason = self.life.ready_reason or "ZooKeeper unreachable"
         return self.config.worker.heartbeat_interval
+
+
+    def _reload(self) -> None:
+        """SIGHUP: apply what can change safely (RELOADABLE)."""
+        config = reload_config(WorkerConfig, self.path, self.config, RELOADABLE)
+        if config is None:
+            return
+        if config.worker.slots != self.config.worker.slots:
+            self.executor.resize(config.worker.slots)
+        self.config = config
 
 
 if __name__ == "__main__":
