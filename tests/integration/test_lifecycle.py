@@ -218,16 +218,29 @@ def test_a_standby_stays_live_and_feeds_the_watchdog_while_rabbitmq_is_down(
     finally:
         rabbit.start()
         rabbit.wait_ready(60)
-    site.stack.wait_healthy(standby, 60)
+    for each in site.stack.daemons:
+        site.stack.wait_healthy(each, 60)
+
+
+def waiting_for_a_lock(site: Site, daemon: Daemon) -> bool:
+    with site.db.transaction() as conn:
+        row = conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE "
+                           "application_name = %s AND wait_event_type = 'Lock'",
+                           (f"schedulerd-{daemon.name}",)).fetchone()
+    return row is not None and row["n"] > 0
 
 
 def test_a_hung_leader_loop_stops_feeding_the_watchdog_and_says_so(site: Site) -> None:
     leader = site.stack.wait_leader(30)
     notify = site.notify[leader.name]
+    site.stack.wait_healthy(leader, 60)  # from a leader whose loop runs (and pings) now
+    began = time.monotonic()
+    wait_for(lambda: notify.since(began, "WATCHDOG=1"), 10, "the leader's watchdog")
     with site.db.transaction() as conn:
         # Every leader transaction fences on this row first: the dispatch loop now blocks,
         # while the status intake, which never touches it, goes on.
         conn.execute("LOCK TABLE cluster_epoch IN ACCESS EXCLUSIVE MODE")
+        wait_for(lambda: waiting_for_a_lock(site, leader), 10, "the leader to wait for it")
         wait_for(lambda: not (leader.health() or {"live": True})["live"], 3 * WATCHDOG,
                  "the leader to say its loop stalled")
         assert (leader.health() or {}).get("reason") == "leader loop stalled"
