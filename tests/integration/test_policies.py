@@ -1,9 +1,12 @@
-"""Concurrency policies queue_one and replace, the worker registry, and a worker's drain."""
+"""Concurrency policies queue_one and replace, a forbid copy that finds its own attempt's
+lock, the worker registry, and a worker's drain."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -76,6 +79,7 @@ def test_workers_and_schedulers_register_themselves(stack: Stack) -> None:
         missing = coord.member_names("nobody-registers-this")
     finally:
         coord.stop()
+    assert members  # wait_for returns only a truthy probe
     assert set(members) == set(names) == {w.name for w in stack.workers}
     assert missing == []
     assert all(m["pools"] == ["default"] and m["slots"] == 4 for m in members.values())
@@ -107,3 +111,39 @@ def test_a_terminated_worker_finishes_its_running_job_and_hands_back_the_rest(
         counts[run_id] = counts.get(run_id, 0) + 1
     assert len(counts) == 16 and set(counts.values()) == {1}
     heal(stack)
+
+
+def _copies(stack: Stack) -> set[int]:
+    """Runs a worker took for a copy of an attempt that holds its job's lock (its logs)."""
+    found = set()
+    for worker in stack.workers:
+        for line in worker.proc.log_path.read_text(errors="replace").splitlines():
+            if '"duplicate_delivery"' in line:
+                found.add(int(json.loads(line)["run_id"]))
+    return found
+
+
+def test_a_copy_that_finds_its_own_attempt_holding_the_lock_is_reported_not_dropped(
+        stack: Stack, db: Database) -> None:
+    # A lock node naming the run's first attempt, held by a session that does not run it:
+    # what a worker's create leaves when ZooKeeper applied it but the reply was lost and
+    # the attempt was given back. The copy that arrives must not be acknowledged silently
+    # (the run would stay queued and the job blocked for as long as that session lives).
+    due = datetime.now(UTC) + timedelta(seconds=4)
+    job = create(db, "orphan-lock", command="true", kind="at", expr=due.isoformat(),
+                 concurrency="forbid")
+    run = wait_for(lambda: next(iter(runs(db, job["id"])), None), 10, "the run to be recorded")
+    assert run is not None
+    ghost = Coordinator(stack.cluster.settings.zk_hosts, root="/zeitplan", session_timeout=4,
+                        name="ghost")
+    ghost.start()
+    try:
+        assert ghost.try_lock(f"job-{job['id']}", {"run_id": run["id"], "attempt": 1,
+                                                   "worker": "ghost"})
+        wait_for(lambda: run["id"] in _copies(stack), 15,
+                 "the copy to reach a worker and find its attempt holding the lock")
+        assert runs(db, job["id"])[0]["state"] == "queued"
+    finally:
+        ghost.stop()  # the session ends: the orphan lock goes with it
+    wait_for(lambda: runs(db, job["id"])[0]["state"] == "succeeded", 30,
+             "the run to be published again and run")
