@@ -175,9 +175,12 @@ class StatusConsumer:
             log.info("status_batch_split", events=len(events), error=str(exc))
             self._apply(events[:half], refused)
             self._apply(events[half:], refused)
+            return
+        self._publish_committed()
 
     def _commit(self, messages: list[StatusQueueMessage]) -> None:
-        """One transaction for `messages`; what it publishes goes out after the commit."""
+        """One transaction for `messages`; what it decides to publish is queued after the
+        commit."""
         statuses = [m for m in messages if isinstance(m, StatusMessage)]
         beats = [m for m in messages if isinstance(m, HeartbeatMessage)]
         chunks = [m for m in messages if isinstance(m, LogMessage)]
@@ -197,7 +200,6 @@ class StatusConsumer:
         for job_id in applied.paused_jobs:
             log.warning("job_paused_after_failures", job_id=job_id)
         self.unpublished.extend(publish)
-        self._publish_committed()
 
     def _publish_committed(self) -> None:
         """Publish what committed transactions decided, in order, each confirmed; then
