@@ -24,8 +24,9 @@ from workerd.outbox import Outbox
 from workerd.transport import Transport
 
 log = structlog.get_logger()
-# What a reload changes (the rest needs a restart): the slots at once.
-RELOADABLE = ("log.level", "worker.concurrency")
+# What a reload changes (the rest needs a restart): the slots at once, the pools with a
+# new broker connection.
+RELOADABLE = ("log.level", "worker.concurrency", "worker.pools")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,6 +136,14 @@ class Worker:
             return
         if config.worker.slots != self.config.worker.slots:
             self.executor.resize(config.worker.slots)
+        # Consumers and their prefetch are set up per connection: the next one takes these.
+        self.transport.prefetch = config.worker.window
+        self.transport.pools = config.worker.pools
+        if config.worker.pools != self.config.worker.pools:
+            # Reconnect now, as after a broken connection: attempts under way go on, their
+            # deliveries go back and are settled by redelivery reports (see ARCHITECTURE).
+            broker = self.transport.broker
+            broker.call_threadsafe(lambda: broker.fail("worker.pools changed by a reload"))
         self.config = config
 
 

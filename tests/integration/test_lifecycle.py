@@ -197,6 +197,18 @@ def test_sighup_gives_a_worker_more_slots_at_once(site: Site) -> None:
              "both runs to succeed")
 
 
+def test_sighup_makes_a_worker_consume_a_new_pool(site: Site) -> None:
+    worker = daemon(site, "worker-1")
+    job = create(site.db, "in-a-new-pool", command="true", pool="reloaded")
+    wait_for(lambda: runs(site.db, job["id"]) and runs(site.db, job["id"])[0]["state"]
+             == "queued", 20, "the run to wait in its pool's queue")
+    edit(worker, 'pools = ["default"]\n', 'pools = ["default", "reloaded"]\n')
+    reload(site, worker)
+    wait_for(lambda: runs(site.db, job["id"])[0]["state"] == "succeeded", 30,
+             "the worker to run it")
+    assert (worker.health() or {}).get("pools") == ["default", "reloaded"]
+
+
 def test_a_standby_stays_live_and_feeds_the_watchdog_while_rabbitmq_is_down(
         site: Site) -> None:
     standby = next(d for d in site.stack.schedulers if d.role() == "standby")
