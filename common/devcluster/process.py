@@ -68,9 +68,12 @@ def run_command(name: str, argv: Sequence[str], *, log_path: Path, user: str | N
 class ManagedProcess:
     """A long-running child started in its own session so that signals reach its whole group.
 
-    `env` is added to the current environment. Every child (and whatever it spawns) carries
-    a unique ``ZEITPLAN_PROCESS_TAG`` so that stop() also finds processes that left the
-    group, such as a daemonised helper or the Erlang VM named by `pidfile`.
+    `env` is added to the current environment. Every child (and whatever it spawns with
+    that environment) carries a unique ``ZEITPLAN_PROCESS_TAG`` so that stop() also finds
+    processes that left the group, such as a daemonised helper or the Erlang VM named by
+    `pidfile`. A process that left both the group and the environment (a worker's job runs
+    in a session of its own with a clean environment) is found as a descendant: kill() and
+    stop() take those present when they begin, as a machine's death would.
     """
 
     def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None,
@@ -134,7 +137,9 @@ class ManagedProcess:
     def stop(self) -> None:
         """Stop signal to the group, wait up to stop_timeout, then SIGKILL; idempotent."""
         popen = self._popen
+        family: dict[int, int | None] = {}
         if popen is not None and popen.poll() is None:
+            family = _listed(procfs.descendants(popen.pid))
             self._signal_group(self._stop_signal)
             self._signal_group(signal.SIGCONT)  # a paused group cannot act on the signal
             try:
@@ -142,14 +147,17 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 self._signal_group(signal.SIGKILL)
                 popen.wait()
-        self._reap_leftovers()
+        self._reap_leftovers(family)
 
     def kill(self) -> None:
-        """SIGKILL the whole group now and wait until it is gone."""
+        """SIGKILL the whole group, and every descendant, now and wait until it is gone."""
+        family: dict[int, int | None] = {}
         if self._popen is not None and self._popen.poll() is None:
+            self._signal_group(signal.SIGSTOP)  # no new descendant while they are listed
+            family = _listed(procfs.descendants(self._popen.pid))
             self._signal_group(signal.SIGKILL)
             self._popen.wait()
-        self._reap_leftovers()
+        self._reap_leftovers(family)
 
     def pause(self) -> None:
         """SIGSTOP the whole group; returns once every member has stopped (at most 5 s)."""
@@ -179,13 +187,16 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, sig)
 
-    def _reap_leftovers(self) -> None:
+    def _reap_leftovers(self, family: dict[int, int | None]) -> None:
         """SIGKILL, and wait for, what outlived the main process.
 
         That is: the rest of its group (even members already dying, whose environment
-        can no longer be read), tagged processes that left the group, the pidfile's pid.
+        can no longer be read), tagged processes that left the group, the descendants
+        `family` listed while the main process lived (those whose start time is unchanged,
+        so a reused pid is spared), the pidfile's pid.
         """
         suspects = procfs.tagged_pids([self.tag])
+        suspects += [pid for pid, ticks in family.items() if procfs.start_ticks(pid) == ticks]
         pgid = self._popen.pid if self._popen is not None else 0
         # While the main pid is not reused, a group with its id can only be ours.
         if pgid and not procfs.is_alive(pgid):
@@ -199,3 +210,8 @@ class ManagedProcess:
                             or (pgid and procfs.process_group(pid) == pgid)):
                 suspects.append(pid)
         procfs.kill_all(set(suspects))
+
+
+def _listed(pids: list[int]) -> dict[int, int | None]:
+    """Each pid with its start time, to tell it later from a process that reused the pid."""
+    return {pid: procfs.start_ticks(pid) for pid in pids}

@@ -57,6 +57,24 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` in the parent tree (children, their children, ...),
+    whatever its group or environment."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and fields[0] not in ("Z", "X"):
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
 def has_tag(pid: int, tag: str) -> bool:
     """True when the process was started with ``ZEITPLAN_PROCESS_TAG=tag`` in its environment."""
     try:
