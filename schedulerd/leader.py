@@ -362,7 +362,7 @@ class Term:
         self.unrecorded = []
 
     def _recover(self) -> int:
-        """Re-dispatch attempts whose worker died, and older terms' unconfirmed runs."""
+        """Re-dispatch attempts whose worker died, and unconfirmed copies nobody holds."""
         count = 0
         if time.monotonic() >= self.next_stale_check:
             self.next_stale_check = time.monotonic() + min(2.0, self.cfg.lost_after / 4)
@@ -377,13 +377,19 @@ class Term:
         return count
 
     def _republish_unconfirmed(self) -> int:
-        """Publish again, as new copies of this term, the queued runs of older terms whose
-        publish RabbitMQ never confirmed. Only from `orphan_grace` after the term began: a
-        deposed leader may still be waiting for a window's confirms until then."""
+        """Publish again, as new copies of this term, the queued runs whose publish RabbitMQ
+        never confirmed: older terms' (only from `orphan_grace` after the term began: a
+        deposed leader may still be waiting for a window's confirms until then), and copies
+        of any term older than `orphan_grace` that this leader does not hold (a status
+        consumer that died between its commit and its publish)."""
+        in_hand = {m.run_id for m in self.unpublished} | {run for run, _ in self.unrecorded}
+        in_hand.update(self.uncertain)
         taken: list[int] = []
         with self._queuing(taken) as conn:
             epochs.check(conn, self.epoch)
-            rows = q.unconfirmed(conn, self.epoch, self.cfg.batch)
+            rows = q.unconfirmed(conn, self.epoch,
+                                 utcnow() - timedelta(seconds=self.cfg.orphan_grace),
+                                 sorted(in_hand), self.cfg.batch)
             taken.extend(r["run_id"] for r in rows)
             fresh = q.redispatch(conn, taken, self.epoch)
         if not rows:

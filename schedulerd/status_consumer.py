@@ -114,7 +114,7 @@ class StatusConsumer:
 
     def _connect(self) -> None:
         self.publisher.connect()
-        self._publish_committed()
+        self._publish_kept()
         self.broker.set_prefetch(self.cfg.batch * 2)
         self.broker.consume(topo.STATUS, self._receive)
 
@@ -201,9 +201,25 @@ class StatusConsumer:
             log.warning("job_paused_after_failures", job_id=job_id)
         self.unpublished.extend(publish)
 
-    def _publish_committed(self) -> None:
+    def _publish_kept(self) -> None:
+        """On a new connection, publish what an earlier one left unconfirmed, but no copy
+        the leader's sweep has replaced meanwhile (the outage outlasted `orphan_grace`):
+        the runs stay locked until their copies are recorded, and the sweep passes over
+        locked runs, so it cannot replace one while it goes out."""
+        copies = [m.run_id for m, dead in self.unpublished if dead is None]
+        if not copies:
+            self._publish_committed()
+            return
+        with self.db.transaction() as conn:
+            latest = q.queued_copies(conn, copies)
+            self.unpublished = [(m, dead) for m, dead in self.unpublished
+                                if dead is not None or latest.get(m.run_id) == m.dispatch]
+            self._publish_committed(conn)
+
+    def _publish_committed(self, conn: Connection | None = None) -> None:
         """Publish what committed transactions decided, in order, each confirmed; then
-        record the confirmed copies, so that no later term's sweep sends them again."""
+        record the confirmed copies (in `conn`, else a transaction of its own), so that no
+        later sweep sends them again."""
         while self.unpublished:
             message, dead = self.unpublished[0]
             if dead is None:
@@ -213,8 +229,11 @@ class StatusConsumer:
                 self.publisher.dead(message, dead)
             del self.unpublished[0]
         if self.unrecorded:
-            with self.db.transaction() as conn:
+            if conn is not None:
                 q.record_published(conn, self.unrecorded)
+            else:
+                with self.db.transaction() as own:
+                    q.record_published(own, self.unrecorded)
             self.unrecorded = []
 
     def _dead_letter(self, body: bytes, reason: str) -> None:

@@ -189,15 +189,20 @@ def bury(conn: Connection, ids: Sequence[int], reason: str) -> None:
             " WHERE id = ANY(%s)", (reason, list(ids)))
 
 
-def unconfirmed(conn: Connection, before_epoch: int, limit: int) -> list[dict[str, Any]]:
-    """Queued runs of terms before `before_epoch` whose latest copy RabbitMQ never
-    confirmed (their leader died or was deposed between the commit that queued them and
-    the record of the confirm), oldest first, locked for this transaction."""
+def unconfirmed(conn: Connection, epoch: int, copied_before: datetime,
+                in_hand: Sequence[int], limit: int) -> list[dict[str, Any]]:
+    """Queued runs whose latest copy RabbitMQ never confirmed, oldest first, locked for this
+    transaction (rows another transaction holds are passed over): those of terms before
+    `epoch` (their leader died or was deposed between the commit that queued them and the
+    record of the confirm), and those of term `epoch` itself copied before `copied_before`
+    and not `in_hand` of the leader (a status consumer died between its commit and its
+    publish)."""
     return conn.execute(
         f"SELECT {_RUN_FIELDS}, r.epoch, r.due_at FROM runs r JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.state = 'queued' AND r.epoch < %s AND r.published_dispatch < r.dispatch "
+        "WHERE r.state = 'queued' AND r.published_dispatch < r.dispatch AND (r.epoch < %s "
+        "  OR (r.queued_at < %s AND NOT r.id = ANY(%s))) "
         "ORDER BY r.queued_at LIMIT %s FOR UPDATE OF r SKIP LOCKED",
-        (before_epoch, limit)).fetchall()
+        (epoch, copied_before, list(in_hand), limit)).fetchall()
 
 
 def redispatch(conn: Connection, ids: Sequence[int], epoch: int) -> dict[int, dict[str, Any]]:
@@ -210,6 +215,14 @@ def redispatch(conn: Connection, ids: Sequence[int], epoch: int) -> dict[int, di
         "UPDATE runs SET epoch = %s, dispatch = dispatch + 1, queued_at = now(), "
         "updated_at = now() WHERE id = ANY(%s) RETURNING id, dispatch, epoch",
         (epoch, list(ids))).fetchall())
+
+
+def queued_copies(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
+    """The latest copy (dispatch number) of each of these runs that is still queued,
+    locked for this transaction in id order (as `record_published` locks them)."""
+    rows = conn.execute("SELECT id, dispatch FROM runs WHERE id = ANY(%s) AND state = 'queued' "
+                        "ORDER BY id FOR UPDATE", (sorted(set(ids)),)).fetchall()
+    return {row["id"]: row["dispatch"] for row in rows}
 
 
 def record_published(conn: Connection, copies: Sequence[tuple[int, int]]) -> None:

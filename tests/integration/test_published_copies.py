@@ -43,9 +43,12 @@ def _runs(db: Database, count: int, **job: Any) -> list[int]:
     return ids
 
 
-def _unconfirmed(db: Database, before_epoch: int) -> set[int]:
+def _unconfirmed(db: Database, epoch: int, copied_before: datetime | None = None,
+                 in_hand: tuple[int, ...] = ()) -> set[int]:
+    """What term `epoch` sweeps (by default none of its own copies: all are too recent)."""
+    cut = copied_before or datetime.now(UTC) - timedelta(hours=1)
     with db.transaction() as conn:
-        return {r["run_id"] for r in q.unconfirmed(conn, before_epoch, 100)}
+        return {r["run_id"] for r in q.unconfirmed(conn, epoch, cut, in_hand, 100)}
 
 
 def _copies(db: Database, ids: list[int]) -> list[tuple[int, int]]:
@@ -76,6 +79,24 @@ def test_only_copies_never_confirmed_are_swept_and_only_by_a_later_term(
         q.record_published(conn, [(d, 2)])  # no longer queued: nothing to record
     assert _unconfirmed(scratch, EPOCH + 2) == set()
     assert _copies(scratch, [a, b, c, d]) == [(1, 1), (1, 1), (2, 2), (2, 0)]
+
+
+def test_the_terms_own_copies_are_swept_once_old_and_not_held_by_the_leader(
+        scratch: Database) -> None:
+    # A status consumer that died between its commit and its publish leaves a copy of the
+    # current term that no leader holds: swept once older than the cut-off.
+    held, lost, recent = _runs(scratch, 3)
+    with scratch.transaction() as conn:
+        conn.execute("UPDATE runs SET queued_at = now() - interval '1 minute' "
+                     "WHERE id = ANY(%s)", ([held, lost],))
+    cut = datetime.now(UTC) - timedelta(seconds=10)
+    assert _unconfirmed(scratch, EPOCH, cut, in_hand=(held,)) == {lost}
+    with scratch.transaction() as conn:
+        q.record_published(conn, [(lost, 1)])
+    assert _unconfirmed(scratch, EPOCH, cut) == {held}
+    assert recent not in _unconfirmed(scratch, EPOCH, cut)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert _unconfirmed(scratch, EPOCH, later, in_hand=(held,)) == {recent}
 
 
 def test_a_next_attempt_is_a_new_copy_not_confirmed_until_recorded(scratch: Database) -> None:
@@ -110,3 +131,15 @@ def test_a_failed_run_is_retried_after_the_stale_window_and_its_next_backoff(
     with scratch.transaction() as conn:
         found = q.unsent_retries(conn, now - timedelta(seconds=58), 100)
     assert sorted(r["run_id"] for r in found) == sorted([late, recent, last, huge])
+
+
+def test_a_kept_copy_is_current_only_while_its_run_is_queued_at_that_copy(
+        scratch: Database) -> None:
+    # What a status consumer kept across a reconnection is published only if the run is
+    # still queued at that copy: a sweep's newer copy, or a run that moved on, drops it.
+    swept, started, kept = _runs(scratch, 3)
+    with scratch.transaction() as conn:
+        q.redispatch(conn, [swept], EPOCH)
+        conn.execute("UPDATE runs SET state = 'running' WHERE id = %s", (started,))
+    with scratch.transaction() as conn:
+        assert q.queued_copies(conn, [kept, swept, started, kept]) == {kept: 1, swept: 2}
