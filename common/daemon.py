@@ -18,14 +18,21 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from common import config, logs
 from common.errors import ConfigError, ZeitplanError
+from common.sections import LogSection
 
-T = TypeVar("T")
+
+class _Logged(Protocol):
+    @property
+    def log(self) -> LogSection: ...
+
+
+C = TypeVar("C", bound=_Logged)
 
 UNEXPECTED = "unexpected error, please report"
 log = structlog.get_logger()
@@ -208,8 +215,8 @@ def connect_with_backoff(connect: Callable[[], None], life: Lifecycle, *, servic
     return False
 
 
-def reload_config(cls: type[T], path: Path | None, current: T, reloadable: Collection[str]
-                  ) -> T | None:
+def reload_config(cls: type[C], path: Path | None, current: C, reloadable: Collection[str]
+                  ) -> C | None:
     """Read the config file again. Returns the running config with the `reloadable` keys (or
     whole sections) taken from the file, the log level already applied; other keys that
     changed keep their running values and are logged as needing a restart. None (and the
@@ -225,6 +232,6 @@ def reload_config(cls: type[T], path: Path | None, current: T, reloadable: Colle
         log.warning("config_change_needs_restart",
                     keys=[k for k in changes if k not in applied])
     merged = config.merge(current, new, reloadable)
-    logs.set_level(merged.log.level)  # type: ignore[attr-defined]
+    logs.set_level(merged.log.level)
     log.info("config_reloaded", applied=applied)
     return merged
