@@ -27,6 +27,13 @@ Confirm = Callable[[bool], None]
 CLOSE_WAIT = 2.0  # seconds to finish a close handshake after a callback raised
 
 
+def reset_while_opening(exc: ValueError) -> bool:
+    """True for the error pika 1.3 raises out of the I/O loop, instead of reporting an open
+    error, when a TCP connection is reset between its connect and its first use (a node or
+    proxy that accepts and drops at once): a failure of that node, not a bug."""
+    return str(exc).startswith("Expected connected socket")
+
+
 class AsyncBroker(Channel):
     """One AMQP connection with one confirm-mode channel, used from its I/O thread only."""
 
@@ -68,6 +75,11 @@ class AsyncBroker(Channel):
             self._every(conn, tick, every)
             try:
                 conn.ioloop.start()
+            except ValueError as exc:
+                self._abort(conn)
+                if not reset_while_opening(exc):
+                    raise
+                self._failure = "the connection was reset while it opened"
             except BaseException:
                 self._abort(conn)
                 raise
