@@ -418,55 +418,47 @@ class Term:
                 self.next_prune = 0.0  # more to do: next cycle
 
     def _requeue_lost(self) -> int:
+        """Give the next attempt to attempts whose worker is lost, or bury their runs."""
         now = utcnow()
         try:
             live: list[str] | None = self.coord.member_names("workers")
         except CoordinationError:
             live = None  # membership unknown: only missing heartbeats count
-        requeued: list[int] = []
-        with self._queuing(requeued) as conn:
-            epochs.check(conn, self.epoch)
-            rows = q.lost_attempts(
-                conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
-                quiet_before=now - timedelta(seconds=self.cfg.lost_after),
-                live_workers=live, limit=self.cfg.batch)
-            retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
-            dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
-            requeued.extend(r["run_id"] for r in retry)
-            fresh = q.requeue(conn, requeued, self.epoch, "worker lost")
-            q.bury(conn, [r["run_id"] for r in dead], "worker lost; no attempts left")
-        for row in retry:
-            row.update(fresh[row["run_id"]])
-            log.warning("worker_lost", run_id=row["run_id"], worker=row["worker"],
-                        next_attempt=row["attempt"])
-        self.unpublished.extend(run_message(r) for r in retry)
-        for row in dead:
-            self._bury(row, "worker lost; no attempts left")
-        metrics.REDISPATCHED.labels("worker_lost").inc(len(retry))
-        return len(rows)
+        return self._next_attempts(lambda conn: q.lost_attempts(
+            conn, stale_before=now - timedelta(seconds=self.cfg.stale_after),
+            quiet_before=now - timedelta(seconds=self.cfg.lost_after),
+            live_workers=live, limit=self.cfg.batch), "worker lost", "worker_lost")
 
     def _retry_unsent(self) -> int:
         """Give the next attempt to runs left failed or timed out because their worker never
         got its retry message confirmed (it lost its connection or died), or bury them when
         no attempt is left."""
         stale_before = utcnow() - timedelta(seconds=self.cfg.stale_after)
+        return self._next_attempts(
+            lambda conn: q.unsent_retries(conn, stale_before, self.cfg.batch),
+            RETRY_UNSENT, "retry_unsent")
+
+    def _next_attempts(self, find: Callable[[Connection], list[dict[str, Any]]],
+                       reason: str, event: str) -> int:
+        """Requeue the runs `find` returns as their next attempt, or bury those with no
+        attempt left, in one fenced transaction; `event` names the log line and metric."""
         requeued: list[int] = []
         with self._queuing(requeued) as conn:
             epochs.check(conn, self.epoch)
-            rows = q.unsent_retries(conn, stale_before, self.cfg.batch)
+            rows = find(conn)
             retry = [r for r in rows if r["attempt"] < r["max_attempts"]]
             dead = [r for r in rows if r["attempt"] >= r["max_attempts"]]
             requeued.extend(r["run_id"] for r in retry)
-            fresh = q.requeue(conn, requeued, self.epoch, RETRY_UNSENT)
-            q.bury(conn, [r["run_id"] for r in dead], f"{RETRY_UNSENT}; no attempts left")
+            fresh = q.requeue(conn, requeued, self.epoch, reason)
+            q.bury(conn, [r["run_id"] for r in dead], f"{reason}; no attempts left")
         for row in retry:
-            log.warning("retry_unsent", run_id=row["run_id"], state=row["state"],
-                        worker=row["worker"], next_attempt=fresh[row["run_id"]]["attempt"])
             row.update(fresh[row["run_id"]])
+            log.warning(event, run_id=row["run_id"], state=row.get("state"),
+                        worker=row["worker"], next_attempt=row["attempt"])
         self.unpublished.extend(run_message(r) for r in retry)
         for row in dead:
-            self._bury(row, f"{RETRY_UNSENT}; no attempts left")
-        metrics.REDISPATCHED.labels("retry_unsent").inc(len(retry))
+            self._bury(row, f"{reason}; no attempts left")
+        metrics.REDISPATCHED.labels(event).inc(len(retry))
         return len(rows)
 
     def _bury(self, row: dict[str, Any], reason: str) -> None:
